@@ -1,0 +1,133 @@
+"""Shared encoders for plugin models: MF (identity) and LightGCN propagation.
+
+LightGCN (He et al., SIGIR 2020), as the DirectSpec reference code uses it: [H_U; H_I] = S E with
+S = Σ_{k=0..K} Ã^k, Ã = D^{-1/2} A D^{-1/2}, A = [[0, R], [Rᵀ, 0]]. The sum is computed by K
+sparse products; no dense (|U|+|I|)² matrix is ever formed. Methods never re-implement this.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+BACKBONES = ("mf", "lightgcn")
+
+
+def normalized_adjacency(interactions: sp.spmatrix, n_users: int, n_items: int) -> torch.Tensor:
+    """Ã = D^{-1/2} A D^{-1/2} of the user-item bipartite graph as a sparse COO tensor (binary R)."""
+    r = sp.csr_matrix(interactions, shape=(n_users, n_items), dtype=np.float32)
+    r.data[:] = 1.0  # the csr constructor summed duplicate rows: count each pair once
+    a = sp.bmat([[None, r], [r.T, None]], format="coo", dtype=np.float32)
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    inv_sqrt = np.zeros_like(deg)
+    nz = deg > 0
+    inv_sqrt[nz] = deg[nz] ** -0.5
+    values = inv_sqrt[a.row] * a.data * inv_sqrt[a.col]
+    idx = torch.as_tensor(np.vstack([a.row, a.col]), dtype=torch.long)
+    return torch.sparse_coo_tensor(idx, torch.as_tensor(values, dtype=torch.float32), a.shape).coalesce()
+
+
+def glorot_uniform_(weight: torch.Tensor) -> torch.Tensor:
+    """U(±sqrt(6 / (rows + cols))) over the whole table, as the reference initialises each table."""
+    bound = math.sqrt(6.0 / (weight.shape[0] + weight.shape[1]))
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound)
+
+
+class Encoder(nn.Module):
+    """User and item representations from free embeddings, through MF or LightGCN.
+
+    ``init``: ``glorot`` (the DirectSpec reference; LightGCN initialises one joint table) or
+    ``normal`` (N(0, 0.1²), LightGCN-PyTorch) or ``xavier_normal`` (RecBole's default).
+    """
+
+    def __init__(self, n_users: int, n_items: int, dim: int, interactions: sp.spmatrix, backbone: str = "mf",
+                 n_layers: int = 3, init: str = "glorot"):
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+        self.n_users, self.n_items, self.backbone, self.n_layers = n_users, n_items, backbone, int(n_layers)
+        self.user_embedding = nn.Embedding(n_users, dim)
+        self.item_embedding = nn.Embedding(n_items, dim)
+        self._init(init)
+        if backbone == "lightgcn":
+            self.register_buffer("adjacency", normalized_adjacency(interactions, n_users, n_items), persistent=False)
+
+    def _init(self, init: str):
+        u, i = self.user_embedding.weight, self.item_embedding.weight
+        if init == "glorot":
+            if self.backbone == "lightgcn":
+                joint = glorot_uniform_(torch.empty(u.shape[0] + i.shape[0], u.shape[1]))
+                with torch.no_grad():
+                    u.copy_(joint[: u.shape[0]]), i.copy_(joint[u.shape[0]:])
+            else:
+                glorot_uniform_(u), glorot_uniform_(i)
+        elif init == "normal":
+            nn.init.normal_(u, std=0.1), nn.init.normal_(i, std=0.1)
+        elif init == "xavier_normal":
+            nn.init.xavier_normal_(u), nn.init.xavier_normal_(i)
+        else:
+            raise ValueError(f"init must be glorot, normal or xavier_normal, got {init!r}")
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All users' and all items' representations (H_U, H_I)."""
+        e = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        if self.backbone == "lightgcn":
+            h, acc = e, e
+            for _ in range(self.n_layers):
+                h = torch.sparse.mm(self.adjacency, h)
+                acc = acc + h
+            e = acc
+        return e[: self.n_users], e[self.n_users:]
+
+    def encode(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Representations of a batch; MF avoids materialising every row."""
+        if self.backbone == "mf":
+            return self.user_embedding(users), self.item_embedding(items)
+        hu, hi = self.forward()
+        return hu[users], hi[items]
+
+
+class CoInteraction:
+    """Which pairs in a batch share a neighbour, computed per batch from sparse R (no dense |U|² or |I|²)."""
+
+    def __init__(self, interactions: sp.spmatrix, device):
+        r = sp.csr_matrix(interactions)
+        self.users = self._csr(r, device)
+        self.items = self._csr(r.T.tocsr(), device)
+        self.n_items, self.n_users = r.shape[1], r.shape[0]
+
+    @staticmethod
+    def _csr(m, device):
+        m = m.tocsr()
+        return (torch.as_tensor(m.indptr, dtype=torch.long, device=device),
+                torch.as_tensor(m.indices, dtype=torch.long, device=device), m.shape[1])
+
+    @staticmethod
+    def _shares(csr, ids: torch.Tensor) -> torch.Tensor:
+        indptr, indices, width = csr
+        start, counts = indptr[ids], indptr[ids + 1] - indptr[ids]
+        rows = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), counts)
+        offsets = torch.arange(int(counts.sum()), device=ids.device) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts)
+        cols = indices[torch.repeat_interleave(start, counts) + offsets]
+        m = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(len(rows), device=ids.device),
+                                    (len(ids), width))
+        return torch.sparse.mm(m, m.t()).to_dense() > 0
+
+    def to(self, device):
+        self.users = tuple(t.to(device) if torch.is_tensor(t) else t for t in self.users)
+        self.items = tuple(t.to(device) if torch.is_tensor(t) else t for t in self.items)
+        return self
+
+    def user_pairs(self, users: torch.Tensor) -> torch.Tensor:
+        """B x B bool: users a, b share at least one training item."""
+        return self._shares(self.users, users)
+
+    def item_pairs(self, items: torch.Tensor) -> torch.Tensor:
+        """B x B bool: items a, b share at least one training user."""
+        return self._shares(self.items, items)

@@ -1,0 +1,98 @@
+"""The ``specbench`` command: prepare data, run one job, build the report, list models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from specbench.errors import SpecbenchError
+
+
+def _parse_value(text: str):
+    import yaml
+    return yaml.safe_load(text)
+
+
+def cmd_run(args):
+    from specbench.run import run
+    from specbench.study import Study
+    if args.spec:
+        spec = json.loads(args.spec)
+    else:
+        if not all([args.study, args.dataset, args.backbone, args.method]):
+            raise SpecbenchError("specbench run needs --spec JSON, or --study, --dataset, --backbone and --method")
+        spec = Study.from_file(args.study).spec(args.dataset, args.backbone, args.method, args.seed)
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecbenchError(f"--set expects key=value, got {item!r}")
+        spec["params"][key] = _parse_value(value)
+    record = run(spec, Path(args.out))
+    final = record["final"]["metrics"]
+    print(f"{args.out}: epoch {record['final']['epoch']} recall@20={final.get('recall@20', float('nan')):.4f} "
+          f"ndcg@20={final.get('ndcg@20', float('nan')):.4f} erank={record['final']['spectrum']['erank']:.2f} "
+          f"({record['timing']['seconds_per_epoch']:.3f} s/epoch)")
+
+
+def cmd_prepare(args):
+    from specbench.data import prepare_ml100k
+    if args.dataset != "ml100k":
+        raise SpecbenchError(f"unknown dataset {args.dataset!r} for prepare (known: ml100k)")
+    print(prepare_ml100k(Path(args.out) / args.dataset, args.test_fraction, args.seed))
+
+
+def cmd_report(args):
+    from specbench.report import build_report
+    for path in build_report([Path(p) for p in args.runs], Path(args.out)):
+        print(path)
+
+
+def cmd_models(args):
+    from specbench.plugins import discover
+    for name, entry in sorted(discover().items()):
+        if args.all or entry.source != "recbole":
+            print(f"{name:24s} {entry.source}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="specbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="train and evaluate one configuration, write its JSON")
+    p.add_argument("--spec", help="the run spec as JSON (what Snakemake passes)")
+    p.add_argument("--study", help="a study yaml (config/quick.yaml) to resolve the spec from")
+    p.add_argument("--dataset"), p.add_argument("--backbone"), p.add_argument("--method")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    p.add_argument("--out", required=True, help="the run JSON to write")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("prepare", help="write a dataset's RecBole atomic files and stats.json")
+    p.add_argument("dataset")
+    p.add_argument("--out", default="data/atomic")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=2024)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("report", help="tables and figures from run JSONs")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", default="results")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("models", help="list the models specbench can run")
+    p.add_argument("--all", action="store_true", help="include RecBole's built-ins")
+    p.set_defaults(func=cmd_models)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except SpecbenchError as exc:
+        print(f"specbench: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Interaction data as RecBole atomic files: fixed splits written once, read by every run.
+
+Layout: ``data/atomic/<ds>/<ds>.<split>.inter`` (tab-separated ``user_id:token``,
+``item_id:token``) plus ``data/atomic/<ds>/stats.json``. Splits are ``train`` and ``test``,
+and ``valid`` only when carved from train (never from test).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from specbench.atomic_io import atomic_write_text
+from specbench.errors import SpecbenchError
+
+HEADER = "user_id:token\titem_id:token\n"
+RECBOLE_ML100K = "recbole/dataset_example/ml-100k/ml-100k.inter"
+
+
+def recbole_ml100k_path() -> Path:
+    """The MovieLens-100k copy shipped inside the recbole wheel (no network)."""
+    import recbole
+    path = Path(recbole.__file__).resolve().parent / "dataset_example" / "ml-100k" / "ml-100k.inter"
+    if not path.is_file():
+        raise SpecbenchError(f"{path} is missing: reinstall recbole==1.2.1 (the wheel ships MovieLens-100k)")
+    return path
+
+
+def read_recbole_inter(path: Path) -> pd.DataFrame:
+    """user/item columns of a RecBole atomic .inter file, as strings (tokens)."""
+    df = pd.read_csv(path, sep="\t", dtype=str)
+    cols = {c.split(":")[0]: c for c in df.columns}
+    if "user_id" not in cols or "item_id" not in cols:
+        raise SpecbenchError(f"{path}: expected columns user_id and item_id in the header, got {list(df.columns)}")
+    return df[[cols["user_id"], cols["item_id"]]].set_axis(["user", "item"], axis=1)
+
+
+def split_per_user(df: pd.DataFrame, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    """Per user, ceil(test_fraction * n_u) random rows to test (at least one row stays in train).
+
+    The paper's splits follow the same rule (test = ceil(0.2 n_u), ../shared/reference/directspec.md).
+    """
+    if not 0 < test_fraction < 1:
+        raise SpecbenchError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(df))
+    shuffled = df.iloc[order].reset_index(drop=True)
+    rank = shuffled.groupby("user", sort=False).cumcount().to_numpy()
+    n_u = shuffled.groupby("user", sort=False)["item"].transform("size").to_numpy()
+    n_test = np.minimum(np.ceil(test_fraction * n_u - 1e-9).astype(int), n_u - 1)
+    is_test = rank < n_test
+    by_user = lambda x: x.sort_values("user", kind="stable").reset_index(drop=True)  # noqa: E731
+    return {"train": by_user(shuffled[~is_test]), "test": by_user(shuffled[is_test])}
+
+
+def split_stats(splits: dict[str, pd.DataFrame]) -> dict:
+    """Counts that describe a prepared dataset (written to stats.json)."""
+    full = pd.concat(splits.values(), ignore_index=True)
+    n_users, n_items = full["user"].nunique(), full["item"].nunique()
+    stats = {"users": int(n_users), "items": int(n_items), "interactions": int(len(full)),
+             "density": len(full) / (n_users * n_items)}
+    for name, part in splits.items():
+        stats[f"{name}_rows"] = int(len(part))
+        stats[f"{name}_duplicate_rows"] = int(part.duplicated().sum())
+    if "train" in splits and "test" in splits:
+        pairs = lambda d: set(zip(d["user"], d["item"]))  # noqa: E731
+        stats["train_test_overlap_pairs"] = len(pairs(splits["train"]) & pairs(splits["test"]))
+    return stats
+
+
+def write_atomic(out_dir: Path, name: str, splits: dict[str, pd.DataFrame], extra_stats: dict | None = None) -> Path:
+    """Write <name>.<split>.inter files and stats.json; each file appears whole or not at all."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, part in splits.items():
+        body = part[["user", "item"]].astype(str).to_csv(sep="\t", header=False, index=False)
+        atomic_write_text(out_dir / f"{name}.{split}.inter", HEADER + body)
+    stats = {"dataset": name, **split_stats(splits), **(extra_stats or {})}
+    stats_path = out_dir / "stats.json"
+    atomic_write_text(stats_path, json.dumps(stats, indent=2) + "\n")
+    return stats_path
+
+
+def prepare_ml100k(out_dir: Path, test_fraction: float = 0.2, seed: int = 2024) -> Path:
+    """MovieLens-100k from the recbole wheel, split per user 80/20 with a fixed seed."""
+    src = recbole_ml100k_path()
+    splits = split_per_user(read_recbole_inter(src), test_fraction, seed)
+    return write_atomic(Path(out_dir), "ml100k", splits,
+                        {"source": str(src), "split": {"test_fraction": test_fraction, "seed": seed}})
+
+
+def atomic_files(data_dir: Path, name: str, splits=("train", "test")) -> list[Path]:
+    """Paths of a prepared dataset's split files; a missing one is named with how to make it."""
+    paths = [Path(data_dir) / name / f"{name}.{s}.inter" for s in splits]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SpecbenchError(f"dataset {name!r} is not prepared: missing {', '.join(missing)}. "
+                             f"Run `snakemake {Path(data_dir) / name / 'stats.json'}` first.")
+    return paths
+
+

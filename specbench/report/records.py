@@ -1,0 +1,54 @@
+"""Read run JSONs into tidy tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from specbench.errors import SpecbenchError
+
+REQUIRED = ("schema", "run", "final", "history", "timing")
+
+
+def load_run(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SpecbenchError(f"{path}: not a readable run JSON ({exc})") from exc
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        raise SpecbenchError(f"{path}: not a specbench run record (missing {', '.join(missing)})")
+    record["_path"] = str(path)
+    return record
+
+
+def load_runs(paths) -> list[dict]:
+    if not paths:
+        raise SpecbenchError("no run JSONs given to the report")
+    return [load_run(Path(p)) for p in paths]
+
+
+def final_metrics(runs: list[dict]) -> pd.DataFrame:
+    """One row per run: identity columns, every final metric, erank, seconds per epoch."""
+    rows = []
+    for r in runs:
+        row = {**{k: r["run"][k] for k in ("dataset", "backbone", "method", "seed")},
+               "label": r["run"].get("label", r["run"]["method"]), "epoch": r["final"]["epoch"],
+               **r["final"]["metrics"], "erank": r["final"]["spectrum"]["erank"],
+               "seconds_per_epoch": r["timing"]["seconds_per_epoch"]}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def history_frame(runs: list[dict]) -> pd.DataFrame:
+    """One row per (run, evaluation epoch)."""
+    rows = []
+    for r in runs:
+        ident = {**{k: r["run"][k] for k in ("dataset", "backbone", "method", "seed")},
+                 "label": r["run"].get("label", r["run"]["method"])}
+        for h in r["history"]:
+            rows.append({**ident, "epoch": h["epoch"], **h["metrics"], "erank": h["spectrum"]["erank"]})
+    return pd.DataFrame(rows)

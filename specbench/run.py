@@ -1,0 +1,375 @@
+"""Train and evaluate one configuration; write one JSON record atomically.
+
+One run = one (dataset, backbone, method, seed, settings). This is the only module that talks
+to RecBole (Config, Dataset, the model classes); its compatibility shim is imported first.
+The training loop is ours (RecBole's Trainer syncs with the device every step and cannot
+resume a pre-empted job): batches are sampled on the device, the loss is summed on the
+device and read once per epoch, evaluation is full ranking in large user blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from specbench import compat  # noqa: F401  (must precede recbole)
+from specbench.atomic_io import atomic_write_bytes, atomic_write_text
+from specbench.data import atomic_files
+from specbench.errors import SpecbenchError
+from specbench.metrics import RankingEvaluator
+from specbench.plugins import get_model
+from specbench.sampling import TrainSampler
+from specbench.spectrum import spectrum_record
+from specbench.study import canonical_hash
+
+# RecBole 1.2.1 on pandas 2.3 / torch 2.13 warns on every run about APIs it uses; they are harmless
+# at these pins (../shared/reference/recbole.md) and would bury the job log.
+warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")
+warnings.filterwarnings("ignore", message=".*torch.sparse.SparseTensor.*", category=UserWarning)
+
+SCHEMA_VERSION = 1
+PACKAGES = ("specbench", "recbole", "torch", "numpy", "scipy", "pandas")
+# Settings the harness reads (beside RecBole's own and each model's).
+HARNESS_DEFAULTS = {
+    "epochs": 100, "eval_step": 10, "train_batch_size": 2048, "learner": "adam", "learning_rate": 1e-3,
+    "weight_decay": 0.0, "lr_decay": 1.0, "train_sampler": "pairs", "topk": [10, 20], "device": "cpu",
+    "eval_scores_per_block": 2**24, "checkpoint_every": 0, "clip_grad_norm": None,
+}
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
+              "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
+
+
+def resolve_device(requested: str) -> torch.device:
+    """CPU unless CUDA is asked for; asking for CUDA without a visible GPU is an error."""
+    requested = str(requested or "cpu")
+    if requested == "cpu":
+        return torch.device("cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SpecbenchError(f"device {requested!r} was asked for, but torch {torch.__version__} sees no CUDA GPU "
+                                 f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                                 "set device: cpu or run on a GPU node")
+        return torch.device(requested)
+    raise SpecbenchError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {requested!r}")
+
+
+def package_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state() -> dict:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip() or None, "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def device_info(device: torch.device) -> dict:
+    info = {"device": str(device), "hostname": socket.gethostname(), "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, gpu_memory_bytes=props.total_memory, cuda=torch.version.cuda,
+                    driver=_nvidia_driver())
+    return info
+
+
+def _nvidia_driver():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+@contextmanager
+def _recbole_config_guard():
+    """RecBole's Config parses sys.argv and overwrites CUDA_VISIBLE_DEVICES: undo both."""
+    argv, cvd = sys.argv, os.environ.get("CUDA_VISIBLE_DEVICES")
+    sys.argv = sys.argv[:1]
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        if cvd is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = cvd
+
+
+def build_settings(spec: dict, model_defaults: dict) -> dict:
+    """Harness defaults < model yaml < study-resolved params (see specbench.study)."""
+    return {**HARNESS_DEFAULTS, **model_defaults, **spec.get("params", {})}
+
+
+def recbole_config(model_cls, spec: dict, settings: dict, work_dir: Path):
+    from recbole.config import Config
+    splits = ["train", "valid", "test"] if settings.get("validation") else ["train", "test"]
+    fixed = {
+        "data_path": str(Path(spec["data_dir"]).resolve()), "benchmark_filename": splits,
+        "load_col": {"inter": ["user_id", "item_id"]}, "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id",
+        "seed": int(spec["seed"]), "reproducibility": True, "checkpoint_dir": str(work_dir),
+        "gpu_id": "", "show_progress": False, "log_wandb": False, "state": "WARNING", "save_dataset": False,
+        "save_dataloaders": False, "filter_inter_by_user_or_item": False, "user_inter_num_interval": None,
+        "item_inter_num_interval": None, "val_interval": None, "unused_col": None,
+    }
+    if settings["train_sampler"] == "users" or not settings.get("neg_samples", _default_negatives(model_cls)):
+        fixed["train_neg_sample_args"] = None
+    else:
+        fixed["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": int(settings.get("neg_samples", 1)),
+                                          "alpha": 1.0, "dynamic": False, "candidate_num": 0}
+    with _recbole_config_guard():
+        return Config(model=model_cls, dataset=spec["dataset"], config_dict={**settings, **fixed}), splits
+
+
+def _default_negatives(model_cls) -> int:
+    from recbole.utils import InputType
+    return 1 if getattr(model_cls, "input_type", None) == InputType.PAIRWISE else 0
+
+
+class Checkpoint:
+    """Model, optimiser, RNG and history after an epoch; resumed on rerun if the settings match."""
+
+    def __init__(self, path: Path, config_hash: str):
+        self.path, self.config_hash = Path(path), config_hash
+
+    def save(self, epoch, model, optimizer, scheduler, sampler, history, epochs_log):
+        state = {"config_hash": self.config_hash, "epoch": epoch, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "sampler": sampler.generator.get_state(), "torch": torch.get_rng_state(),
+                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                 "numpy": np.random.get_state(), "random": random.getstate(),
+                 "history": history, "epochs": epochs_log}
+        import io
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.path, buf.getvalue())
+
+    def load(self):
+        if not self.path.is_file():
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        if state.get("config_hash") != self.config_hash:
+            logging.warning("ignoring checkpoint %s: it belongs to other settings", self.path)
+            return None
+        return state
+
+    def restore(self, state, model, optimizer, scheduler, sampler):
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.generator.set_state(state["sampler"])
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["random"])
+
+
+def _interaction(batch: dict, config):
+    from recbole.data.interaction import Interaction
+    names = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"],
+             "neg_item": config["NEG_PREFIX"] + config["ITEM_ID_FIELD"]}
+    return Interaction({names[k]: v for k, v in batch.items()})
+
+
+def _total_loss(loss):
+    """RecBole models may return a tuple of loss terms, or a one-element tensor."""
+    return (sum(loss) if isinstance(loss, (tuple, list)) else loss).sum()
+
+
+def _peak_memory(device) -> dict:
+    out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if device.type == "cuda":
+        out["peak_gpu_bytes"] = torch.cuda.max_memory_allocated(device)
+    return out
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
+    """Run one job and return its record (not yet written)."""
+    wall_start = time.time()
+    entry = get_model(spec["model"])
+    settings = build_settings(spec, entry.defaults())
+    device = resolve_device(settings["device"])
+    config_hash = canonical_hash({k: spec[k] for k in ("dataset", "backbone", "method", "model")} | {"settings": settings})
+    atomic_files(Path(spec["data_dir"]), spec["dataset"])
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    logging.getLogger().setLevel(logging.WARNING)
+    from recbole.data import create_dataset
+    from recbole.utils import init_seed
+    config, splits = recbole_config(entry.cls, spec, settings, work_dir)
+    config["device"] = device
+    init_seed(int(spec["seed"]), True)
+    dataset = create_dataset(config)
+    built = dict(zip(splits, dataset.build()))
+    train_matrix = built["train"].inter_matrix(form="csr")
+    eval_split = "valid" if settings.get("validation") else "test"
+    test_matrix = built[eval_split].inter_matrix(form="csr")
+
+    model = entry.cls(config, built["train"]).to(device)
+    neg = config["train_neg_sample_args"] or {}
+    n_neg = int(neg["sample_num"]) if neg.get("distribution", "none") != "none" else 0
+    sampler = TrainSampler(train_matrix, settings["train_batch_size"], settings["train_sampler"], n_neg,
+                           device=device, seed=int(spec["seed"]))
+    learner = str(settings["learner"]).lower()
+    if learner not in OPTIMIZERS:
+        raise SpecbenchError(f"learner must be one of {sorted(OPTIMIZERS)}, got {settings['learner']!r}")
+    optimizer = OPTIMIZERS[learner](model.parameters(), lr=float(settings["learning_rate"]),
+                                    weight_decay=float(settings["weight_decay"]))
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(settings["lr_decay"]))
+    evaluator = RankingEvaluator(train_matrix, test_matrix, ks=settings["topk"], device=device,
+                                 scores_per_block=int(settings["eval_scores_per_block"]))
+    user_field = config["USER_ID_FIELD"]
+    from recbole.data.interaction import Interaction
+
+    def score_users(users):
+        return model.full_sort_predict(Interaction({user_field: users})).view(len(users), -1)
+
+    epochs, eval_step = int(settings["epochs"]), int(settings["eval_step"])
+    checkpoint_every = int(settings["checkpoint_every"]) or eval_step
+    checkpoint = Checkpoint(work_dir / "checkpoint.pt", config_hash)
+    history, epochs_log, start_epoch = [], [], 1
+    state = checkpoint.load()
+    if state is not None:
+        checkpoint.restore(state, model, optimizer, scheduler, sampler)
+        history, epochs_log, start_epoch = state["history"], state["epochs"], state["epoch"] + 1
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for epoch in range(start_epoch, epochs + 1):
+        if hasattr(model, "on_epoch_start"):
+            model.on_epoch_start(epoch)
+        model.train()
+        _sync(device)
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for batch in sampler.epoch():
+            optimizer.zero_grad(set_to_none=True)
+            loss = _total_loss(model.calculate_loss(_interaction(batch, config)))
+            loss.backward()
+            if settings["clip_grad_norm"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(settings["clip_grad_norm"]))
+            optimizer.step()
+            loss_sum += loss.detach()
+        scheduler.step()
+        mean_loss = float(loss_sum) / sampler.steps_per_epoch()  # one sync per epoch
+        seconds = time.perf_counter() - t0
+        epochs_log.append({"epoch": epoch, "loss": mean_loss, "seconds": seconds})
+        if not math.isfinite(mean_loss):
+            last = history[-1] if history else None
+            raise SpecbenchError(
+                f"training diverged: mean loss is {mean_loss} at epoch {epoch} "
+                f"({spec['dataset']}/{spec['backbone']}/{spec['method']}, seed {spec['seed']}). "
+                + (f"Last finite evaluation (epoch {last['epoch']}): {_headline(last['metrics'])}. " if last else "")
+                + "Lower learning_rate or check the loss for log(0) or division by zero.")
+        if epoch % eval_step == 0 or epoch == epochs:
+            model.eval()
+            t1 = time.perf_counter()
+            metrics, _ = evaluator.evaluate(score_users)
+            spectrum = spectrum_record(model)
+            _sync(device)
+            history.append({"epoch": epoch, "loss": mean_loss, "metrics": metrics, "spectrum": spectrum,
+                            "eval_seconds": time.perf_counter() - t1})
+        if epoch % checkpoint_every == 0 and epoch < epochs:
+            checkpoint.save(epoch, model, optimizer, scheduler, sampler, history, epochs_log)
+
+    train_seconds = [e["seconds"] for e in epochs_log]
+    return {
+        "schema": SCHEMA_VERSION,
+        "run": {k: spec[k] for k in ("dataset", "backbone", "method", "model", "seed")}
+               | {"label": spec.get("label", spec["method"]), "config_hash": config_hash, "eval_split": eval_split},
+        "settings": json_safe(settings),
+        "recbole_config": json_safe({k: v for k, v in config.final_config_dict.items() if k != "device"}),
+        "environment": {"git": git_state(), "packages": package_versions(), **device_info(device),
+                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "data": {"users": int(train_matrix.shape[0] - 1), "items": int(train_matrix.shape[1] - 1),
+                 "train_rows": int(train_matrix.nnz), f"{eval_split}_rows": int(test_matrix.nnz),
+                 "eval_users": int(len(evaluator.users))},
+        "epochs": epochs_log,
+        "history": history,
+        "final": history[-1],
+        "timing": {"seconds_per_epoch": float(np.mean(train_seconds)), "train_seconds": float(np.sum(train_seconds)),
+                   "eval_seconds": float(sum(h["eval_seconds"] for h in history)),
+                   "wall_seconds": time.time() - wall_start, "steps_per_epoch": sampler.steps_per_epoch()},
+        "memory": _peak_memory(device),
+    }
+
+
+def _headline(metrics: dict) -> str:
+    keys = [k for k in ("recall@20", "ndcg@20") if k in metrics]
+    return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys)
+
+
+def work_dir_for(out: Path) -> Path:
+    """Per-job scratch (checkpoint) folder: results/.work/<path of the run JSON without .json>."""
+    out = Path(out)
+    parts = out.with_suffix("").parts
+    anchor = parts.index("runs") if "runs" in parts else len(parts) - 1
+    return Path(*parts[:anchor], ".work", *parts[anchor:]) if anchor else Path(".work") / out.with_suffix("")
+
+
+def run(spec: dict, out: Path) -> dict:
+    """Train, evaluate, write ``out`` atomically, then drop the job's checkpoint."""
+    out = Path(out)
+    work_dir = work_dir_for(out)
+    # A pre-empted job gets SIGTERM: turn it into an exception so the last checkpoint stays and no JSON is written.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        record = train_and_evaluate(spec, work_dir)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    atomic_write_text(out, json.dumps(record, indent=1) + "\n")
+    for leftover in work_dir.glob("checkpoint.pt"):
+        leftover.unlink()
+    return record
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"received signal {signum}; the last checkpoint is kept for resuming")

@@ -1,0 +1,109 @@
+"""A study = the grid of runs a Snakemake config asks for, and the exact settings of each run.
+
+Settings of one run, later entries winning:
+RecBole defaults < ``run_defaults`` (study) < the model's <Model>.yaml < the method's ``params``
+< the method's ``presets[<dataset>]`` < ``run_settings`` (study protocol, e.g. epochs) < overrides.
+The model yaml is merged inside ``specbench.run``; everything else is resolved here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from specbench.errors import SpecbenchError
+
+RUNS_DIR = "results/runs"
+
+
+def canonical_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of a results table: a model class per backbone plus settings."""
+    name: str
+    label: str
+    models: dict  # backbone -> model class name
+    params: dict = field(default_factory=dict)
+    presets: dict = field(default_factory=dict)  # dataset -> params
+    passes_backbone: bool = False  # the model takes ``backbone`` as a setting
+
+    @classmethod
+    def from_catalogue(cls, name: str, entry: dict, backbones) -> "Method":
+        entry = dict(entry or {})
+        model = entry.pop("model", name)
+        models = model if isinstance(model, dict) else {b: model for b in entry.pop("backbones", backbones)}
+        return cls(name=name, label=entry.pop("label", name), models=dict(models),
+                   params=entry.pop("params", {}) or {}, presets=entry.pop("presets", {}) or {},
+                   passes_backbone=not isinstance(model, dict))
+
+
+@dataclass(frozen=True)
+class Job:
+    dataset: str
+    backbone: str
+    method: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{RUNS_DIR}/{self.dataset}/{self.backbone}/{self.method}/{self.seed}.json"
+
+
+class Study:
+    def __init__(self, config: dict, root: Path = Path(".")):
+        self.config = config
+        self.root = Path(root)
+        catalogue_file = self.root / config.get("catalogue", "config/methods.yaml")
+        with open(catalogue_file) as f:
+            catalogue = (yaml.safe_load(f) or {}).get("methods", {})
+        catalogue.update(config.get("methods_extra", {}) or {})
+        backbones = list(config.get("backbones", ["mf"]))
+        self.methods = {}
+        for name in config.get("methods", []):
+            if name not in catalogue:
+                raise SpecbenchError(f"method {name!r} in the study's `methods` is not in {catalogue_file} "
+                                     f"(known: {', '.join(sorted(catalogue))}); add an entry there")
+            self.methods[name] = Method.from_catalogue(name, catalogue[name], backbones)
+        self.backbones = backbones
+        self.restrict = {m: list(b) for m, b in (config.get("restrict") or {}).items()}
+        self.datasets = list(config.get("datasets", []))
+        self.seeds = [int(s) for s in config.get("seeds", [0])]
+
+    @classmethod
+    def from_file(cls, path, root: Path = Path(".")) -> "Study":
+        with open(path) as f:
+            return cls(yaml.safe_load(f), root)
+
+    def backbones_of(self, method: Method) -> list[str]:
+        """The study's backbones that ``method`` supports, less any ``restrict`` entry excludes."""
+        allowed = self.restrict.get(method.name, self.backbones)
+        return [b for b in self.backbones if b in method.models and b in allowed]
+
+    def jobs(self) -> list[Job]:
+        return [Job(d, b, m.name, s) for d in self.datasets for m in self.methods.values()
+                for b in self.backbones_of(m) for s in self.seeds]
+
+    def run_paths(self) -> list[str]:
+        return [j.path for j in self.jobs()]
+
+    def spec(self, dataset: str, backbone: str, method: str, seed: int | str) -> dict:
+        """Everything ``specbench run`` needs for one job (JSON-serialisable)."""
+        if method not in self.methods:
+            raise SpecbenchError(f"method {method!r} is not in this study (methods: {', '.join(self.methods)})")
+        m = self.methods[method]
+        if backbone not in m.models:
+            raise SpecbenchError(f"method {method!r} has no {backbone!r} backbone (has: {', '.join(m.models)})")
+        params = {**self.config.get("run_defaults", {}), **m.params,
+                  **(m.presets.get(dataset, {}) or {}), **self.config.get("run_settings", {})}
+        if m.passes_backbone:
+            params["backbone"] = backbone
+        return {"dataset": dataset, "backbone": backbone, "method": method, "label": m.label,
+                "model": m.models[backbone], "seed": int(seed),
+                "data_dir": self.config.get("data_dir", "data/atomic"), "params": params}

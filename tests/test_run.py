@@ -1,0 +1,64 @@
+import json
+import math
+
+import pytest
+
+from specbench.errors import SpecbenchError
+from specbench.run import run
+
+KEYS = {"schema", "run", "settings", "recbole_config", "environment", "data", "epochs", "history", "final",
+        "timing", "memory"}
+
+
+@pytest.mark.parametrize("model,backbone", [("BPR", "mf"), ("LightGCN", "lightgcn"), ("DirectSpecPlus", "mf")])
+def test_a_run_writes_a_complete_record(tmp_path, spec_for, model, backbone):
+    out = tmp_path / "results" / "runs" / "ml100k_small" / backbone / model / "0.json"
+    run(spec_for(model, backbone=backbone), out)
+    record = json.loads(out.read_text())
+    assert KEYS <= record.keys()
+    assert record["run"]["model"] == model and record["run"]["seed"] == 0
+    assert [h["epoch"] for h in record["history"]] == [1, 2]
+    metrics = record["final"]["metrics"]
+    for name in ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall_paper@20", "ref_ndcg@10"):
+        assert 0.0 <= metrics[name] <= 1.0, name
+    assert metrics["ndcg@20"] > 0.0  # two epochs already beat nothing
+    spectrum = record["final"]["spectrum"]
+    assert len(spectrum["singular_values"]) == 64 and 1.0 <= spectrum["erank"] <= 64.0
+    assert record["data"]["users"] == 150 and record["data"]["eval_users"] == 150
+    assert record["timing"]["seconds_per_epoch"] > 0 and record["memory"]["peak_rss_bytes"] > 0
+    assert record["environment"]["packages"]["recbole"] == "1.2.1"
+    assert record["environment"]["device"] == "cpu"
+    assert all(math.isfinite(e["loss"]) for e in record["epochs"])
+    # No scratch left behind, nothing written outside the output and its work folder.
+    assert not list((tmp_path / "results" / ".work").rglob("checkpoint.pt"))
+
+
+def test_same_seed_gives_identical_metrics_on_cpu(tmp_path, spec_for):
+    a = run(spec_for("DirectSpecPlus", epochs=2, eval_step=2), tmp_path / "runs" / "a.json")
+    b = run(spec_for("DirectSpecPlus", epochs=2, eval_step=2), tmp_path / "runs" / "b.json")
+    assert a["final"]["metrics"] == b["final"]["metrics"]
+    assert [e["loss"] for e in a["epochs"]] == [e["loss"] for e in b["epochs"]]
+
+
+def test_unknown_model_fails_before_any_work(tmp_path, spec_for):
+    spec = spec_for("BPR")
+    spec["model"] = "NoSuchModel"
+    out = tmp_path / "runs" / "x.json"
+    with pytest.raises(SpecbenchError, match="unknown model 'NoSuchModel'"):
+        run(spec, out)
+    assert not out.exists()
+
+
+def test_missing_dataset_is_named(tmp_path, spec_for):
+    spec = spec_for("BPR")
+    spec["dataset"] = "nowhere"
+    with pytest.raises(SpecbenchError, match=r"dataset 'nowhere' is not prepared: missing .*nowhere\.train\.inter"):
+        run(spec, tmp_path / "runs" / "x.json")
+
+
+def test_cuda_asked_for_without_a_gpu_is_an_error(tmp_path, spec_for):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SpecbenchError, match="device 'cuda' was asked for"):
+        run(spec_for("BPR", device="cuda"), tmp_path / "runs" / "x.json")
