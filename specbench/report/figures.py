@@ -44,5 +44,6 @@ def erank_figure(runs: list[dict], stem: Path) -> list[Path]:
         ax.axhline(dim, color="grey", ls=":", lw=1)
         ax.set(title=ds, xlabel="epoch", ylabel=f"effective rank (max {dim})", ylim=(0, dim * 1.05))
         ax.legend(title=None, fontsize=9)
-    fig.suptitle("Effective rank of [E_U; E_I] during training")
+    fig.suptitle("Effective rank of [E_U; E_I] during training", y=1.02)
+    fig.tight_layout()
     return save(fig, stem)
