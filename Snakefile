@@ -2,11 +2,17 @@
 # Default: the quick study (config/quick.yaml). The full grid: --configfile config/paper.yaml.
 from pathlib import Path
 
+from snakemake.utils import validate
+
 from specbench.study import Study
 
 configfile: str(Path(workflow.basedir) / "config" / "quick.yaml")
 
+# Bad input stops here, before any job: the workflow config against its schema, then every
+# run's settings against the harness and model schemas (specbench/validate.py).
+validate(config, str(Path(workflow.basedir) / "config" / "schema" / "study.schema.yaml"))
 study = Study(config, root=Path(workflow.basedir))
+study.validate()
 
 include: "rules/data.smk"
 include: "rules/train.smk"

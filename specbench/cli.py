@@ -91,6 +91,9 @@ def main(argv=None):
     except SpecbenchError as exc:
         print(f"specbench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"specbench: interrupted ({exc}); rerun the same command to resume", file=sys.stderr)
+        return 130
     return 0
 
 

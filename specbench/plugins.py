@@ -1,7 +1,8 @@
 """Find recommender models: the models/ folder, installed entry points, RecBole's built-ins.
 
 A model is a RecBole ``GeneralRecommender`` subclass. Its defaults live in ``<ClassName>.yaml``
-beside the file that defines it (RecBole's own yaml for built-ins, which RecBole loads itself).
+beside the file that defines it (RecBole's own properties/model/<Name>.yaml for built-ins), with
+optional ``schema`` (JSON-schema per setting) and ``search_space`` blocks.
 Adding a method means adding a file to models/ (or a package exposing the ``specbench.models``
 entry point group); nothing here changes.
 """
@@ -23,6 +24,8 @@ from specbench import compat  # noqa: F401  (must precede recbole)
 from specbench.errors import SpecbenchError
 
 ENTRY_POINT_GROUP = "specbench.models"
+# Blocks of a model yaml that describe settings rather than set them.
+META_KEYS = ("schema", "search_space")
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -33,8 +36,7 @@ class ModelEntry:
     source: str  # "models/<file>", "entry point <pkg>", or "recbole"
     defaults_file: Path | None
 
-    def defaults(self) -> dict:
-        """The model's default settings from its yaml ({} when it has none)."""
+    def _yaml(self) -> dict:
         if self.defaults_file is None or not self.defaults_file.is_file():
             return {}
         with open(self.defaults_file) as f:
@@ -42,6 +44,18 @@ class ModelEntry:
         if not isinstance(data, dict):
             raise SpecbenchError(f"{self.defaults_file}: expected a mapping of settings, got {type(data).__name__}")
         return data
+
+    def defaults(self) -> dict:
+        """The model's default settings from its yaml ({} when it has none), without the meta blocks."""
+        return {k: v for k, v in self._yaml().items() if k not in META_KEYS}
+
+    def meta(self, key: str) -> dict:
+        """A meta block of the yaml: ``schema`` (JSON-schema per setting) or ``search_space``."""
+        return self._yaml().get(key) or {}
+
+    def setting_names(self) -> set[str]:
+        """Settings this model reads: the keys of its yaml (RecBole's own yaml for built-ins)."""
+        return set(self.defaults()) | set(self.meta("schema"))
 
 
 def models_dirs() -> tuple[Path, ...]:
@@ -116,9 +130,11 @@ def _entry_point_models() -> list[ModelEntry]:
 def _recbole_models() -> list[ModelEntry]:
     # Only the general (collaborative filtering) recommenders: importing recbole.utils.get_model
     # would walk every model family and fail on optional dependencies such as lightgbm.
+    import recbole
     import recbole.model.general_recommender as general
     base = _recommender_base()
-    return [ModelEntry(n, c, "recbole", None) for n, c in inspect.getmembers(general, inspect.isclass)
+    yamls = Path(recbole.__file__).parent / "properties" / "model"
+    return [ModelEntry(n, c, "recbole", yamls / f"{n}.yaml") for n, c in inspect.getmembers(general, inspect.isclass)
             if issubclass(c, base) and c is not base]
 
 

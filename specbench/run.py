@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,10 +36,10 @@ from specbench.atomic_io import atomic_write_bytes, atomic_write_text
 from specbench.data import atomic_files
 from specbench.errors import SpecbenchError
 from specbench.metrics import RankingEvaluator
-from specbench.plugins import get_model
 from specbench.sampling import TrainSampler
 from specbench.spectrum import spectrum_record
 from specbench.study import canonical_hash
+from specbench.validate import resolve_settings
 
 # RecBole 1.2.1 on pandas 2.3 / torch 2.13 warns on every run about APIs it uses; they are harmless
 # at these pins (../shared/reference/recbole.md) and would bury the job log.
@@ -47,12 +48,6 @@ warnings.filterwarnings("ignore", message=".*torch.sparse.SparseTensor.*", categ
 
 SCHEMA_VERSION = 1
 PACKAGES = ("specbench", "recbole", "torch", "numpy", "scipy", "pandas")
-# Settings the harness reads (beside RecBole's own and each model's).
-HARNESS_DEFAULTS = {
-    "epochs": 100, "eval_step": 10, "train_batch_size": 2048, "learner": "adam", "learning_rate": 1e-3,
-    "weight_decay": 0.0, "lr_decay": 1.0, "train_sampler": "pairs", "topk": [10, 20], "device": "cpu",
-    "eval_scores_per_block": 2**24, "checkpoint_every": 0, "clip_grad_norm": None,
-}
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
               "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
 
@@ -136,11 +131,6 @@ def _recbole_config_guard():
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = cvd
-
-
-def build_settings(spec: dict, model_defaults: dict) -> dict:
-    """Harness defaults < model yaml < study-resolved params (see specbench.study)."""
-    return {**HARNESS_DEFAULTS, **model_defaults, **spec.get("params", {})}
 
 
 def recbole_config(model_cls, spec: dict, settings: dict, work_dir: Path):
@@ -234,8 +224,7 @@ def _sync(device):
 def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
     """Run one job and return its record (not yet written)."""
     wall_start = time.time()
-    entry = get_model(spec["model"])
-    settings = build_settings(spec, entry.defaults())
+    entry, settings = resolve_settings(spec)
     device = resolve_device(settings["device"])
     config_hash = canonical_hash({k: spec[k] for k in ("dataset", "backbone", "method", "model")} | {"settings": settings})
     atomic_files(Path(spec["data_dir"]), spec["dataset"])
@@ -281,8 +270,19 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
         checkpoint.restore(state, model, optimizer, scheduler, sampler)
         history, epochs_log, start_epoch = state["history"], state["epochs"], state["epoch"] + 1
 
+    def evaluate(epoch, loss):
+        model.eval()
+        t1 = time.perf_counter()
+        metrics, _ = evaluator.evaluate(score_users)
+        spectrum = spectrum_record(model)
+        _sync(device)
+        history.append({"epoch": epoch, "loss": loss, "metrics": metrics, "spectrum": spectrum,
+                        "eval_seconds": time.perf_counter() - t1})
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    if start_epoch == 1 and settings["eval_at_start"]:
+        evaluate(0, None)  # the initial embeddings: where every spectrum curve starts
     for epoch in range(start_epoch, epochs + 1):
         if hasattr(model, "on_epoch_start"):
             model.on_epoch_start(epoch)
@@ -310,13 +310,7 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
                 + (f"Last finite evaluation (epoch {last['epoch']}): {_headline(last['metrics'])}. " if last else "")
                 + "Lower learning_rate or check the loss for log(0) or division by zero.")
         if epoch % eval_step == 0 or epoch == epochs:
-            model.eval()
-            t1 = time.perf_counter()
-            metrics, _ = evaluator.evaluate(score_users)
-            spectrum = spectrum_record(model)
-            _sync(device)
-            history.append({"epoch": epoch, "loss": mean_loss, "metrics": metrics, "spectrum": spectrum,
-                            "eval_seconds": time.perf_counter() - t1})
+            evaluate(epoch, mean_loss)
         if epoch % checkpoint_every == 0 and epoch < epochs:
             checkpoint.save(epoch, model, optimizer, scheduler, sampler, history, epochs_log)
 
@@ -363,11 +357,17 @@ def run(spec: dict, out: Path) -> dict:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         record = train_and_evaluate(spec, work_dir)
+    except torch.cuda.OutOfMemoryError as exc:
+        p = spec.get("params", {})
+        raise SpecbenchError(
+            f"GPU out of memory in {spec['dataset']}/{spec['backbone']}/{spec['method']} seed {spec['seed']}: "
+            f"lower train_batch_size (now {p.get('train_batch_size', 'the default')}) if it happened in training, "
+            f"or eval_scores_per_block (now {p.get('eval_scores_per_block', 2**24)}) if in evaluation; "
+            f"the last checkpoint in {work_dir} is kept. ({str(exc).splitlines()[0]})") from exc
     finally:
         signal.signal(signal.SIGTERM, previous)
     atomic_write_text(out, json.dumps(record, indent=1) + "\n")
-    for leftover in work_dir.glob("checkpoint.pt"):
-        leftover.unlink()
+    shutil.rmtree(work_dir, ignore_errors=True)
     return record
 
 

@@ -93,6 +93,16 @@ class Study:
     def run_paths(self) -> list[str]:
         return [j.path for j in self.jobs()]
 
+    def validate(self) -> None:
+        """Resolve and check every job's settings (types, ranges, unknown keys) before any training."""
+        from specbench.validate import resolve_settings
+        checked = set()
+        for job in self.jobs():
+            key = (job.dataset, job.backbone, job.method)
+            if key not in checked:
+                checked.add(key)
+                resolve_settings(self.spec(job.dataset, job.backbone, job.method, job.seed))
+
     def spec(self, dataset: str, backbone: str, method: str, seed: int | str) -> dict:
         """Everything ``specbench run`` needs for one job (JSON-serialisable)."""
         if method not in self.methods:

@@ -17,7 +17,7 @@ def test_a_run_writes_a_complete_record(tmp_path, spec_for, model, backbone):
     record = json.loads(out.read_text())
     assert KEYS <= record.keys()
     assert record["run"]["model"] == model and record["run"]["seed"] == 0
-    assert [h["epoch"] for h in record["history"]] == [1, 2]
+    assert [h["epoch"] for h in record["history"]] == [0, 1, 2]  # epoch 0: the initial embeddings
     metrics = record["final"]["metrics"]
     for name in ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall_paper@20", "ref_ndcg@10"):
         assert 0.0 <= metrics[name] <= 1.0, name

@@ -1,0 +1,158 @@
+"""Bad input, interrupted runs and concurrent jobs: clear errors, nothing lost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from specbench.errors import SpecbenchError
+from specbench.run import run, work_dir_for
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("alpha", -0.5, "alpha = -0.5 is not allowed: expected number >= 0"),
+    ("tau", 0, "tau = 0 is not allowed: expected number > 0"),
+    ("embedding_size", 0, "embedding_size = 0 is not allowed: expected integer >= 1"),
+    ("learning_rate", -0.1, "learning_rate = -0.1 is not allowed: expected number > 0"),
+    ("epochs", "ten", "epochs = 'ten' is not allowed: expected integer >= 1"),
+    ("learner", "adamm", "learner = 'adamm' is not allowed: expected one of 'adam'"),
+    ("alpah", 0.5, "unknown setting 'alpah' (did you mean 'alpha'?)"),
+])
+def test_bad_settings_fail_before_training_with_one_clear_message(tmp_path, spec_for, key, value, expected):
+    out = tmp_path / "results" / "runs" / "x.json"
+    with pytest.raises(SpecbenchError) as err:
+        run(spec_for("DirectSpecPlus", **{key: value}), out)
+    assert expected in str(err.value)
+    assert "DirectSpecPlus" in str(err.value)
+    assert not out.exists() and not work_dir_for(out).exists()
+
+
+def test_batch_larger_than_the_data_is_named(tmp_path, spec_for):
+    with pytest.raises(SpecbenchError, match=r"train_batch_size must lie in \[1, \d+\].*got 10000000"):
+        run(spec_for("BPR", train_batch_size=10_000_000), tmp_path / "runs" / "x.json")
+
+
+def test_nan_loss_stops_with_epoch_and_last_metrics(tmp_path, spec_for):
+    out = tmp_path / "runs" / "x.json"
+    # An absurd SGD step makes BPR's scores overflow, and its loss turns inf/nan within a few epochs.
+    with pytest.raises(SpecbenchError) as err:
+        run(spec_for("BPR", learner="sgd", learning_rate=1e30, epochs=5), out)
+    message = str(err.value)
+    assert "training diverged" in message and "at epoch" in message and "Lower learning_rate" in message
+    assert "Last finite evaluation (epoch " in message and "ndcg@20=" in message
+    assert not out.exists()
+
+
+def _study_config(tmp_path, **changes):
+    config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    config.update(changes)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _dry_run(tmp_path, configfile):
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"),
+                           "--configfile", str(configfile), "--quiet", "rules"],
+                          cwd=tmp_path, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("changes,expected", [
+    ({"methods": ["BPR", "DirectSpecPluss"]}, "method 'DirectSpecPluss'"),
+    ({"backbones": ["mf", "ngcf"]}, "ngcf"),
+    ({"sedes": [0]}, "sedes"),
+    ({"run_settings": {"epochs": 10, "device": "cpu", "eval_stpe": 5}}, "unknown setting 'eval_stpe' (did you mean 'eval_step'?)"),
+    ({"run_settings": {"epochs": -3}}, "epochs = -3 is not allowed"),
+])
+def test_workflow_config_is_validated_before_planning(tmp_path, changes, expected):
+    result = _dry_run(tmp_path, _study_config(tmp_path, **changes))
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_dry_run_plans_one_train_job_per_method_backbone_and_seed(tmp_path):
+    result = _dry_run(tmp_path, REPO / "config" / "quick.yaml")
+    assert result.returncode == 0, result.stderr
+    counts = dict(line.split()[:2] for line in result.stdout.splitlines() if line.split()[:1] in
+                  (["train"], ["prepare_ml100k"], ["report"]))
+    config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    # BPR on both backbones, DirectSpec+ on MF (quick.yaml's restrict), times the seeds.
+    assert int(counts["train"]) == 3 * len(config["seeds"])
+    assert counts["prepare_ml100k"] == "1" and counts["report"] == "1"
+
+
+def _cli_run(spec, out, **kw):
+    return subprocess.Popen([sys.executable, "-m", "specbench.cli", "run", "--spec", json.dumps(spec), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, **kw)
+
+
+def test_killed_run_resumes_from_its_checkpoint_to_identical_metrics(tmp_path, spec_for):
+    spec = spec_for("DirectSpecPlus", epochs=8, eval_step=2, checkpoint_every=1)
+    reference = run(spec, tmp_path / "ref" / "runs" / "a.json")
+
+    out = tmp_path / "results" / "runs" / "a.json"
+    checkpoint = work_dir_for(out) / "checkpoint.pt"
+    proc = _cli_run(spec, out)
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:  # wait for the first saved epoch
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)  # what a cluster pre-emption sends
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "the run finished before it could be killed; make it longer"
+    assert "rerun the same command to resume" in stderr
+    assert not out.exists() and checkpoint.exists()
+    import torch
+    killed_at = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert 1 <= killed_at < 8
+
+    resumed = _cli_run(spec, out)
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    record = json.loads(out.read_text())
+    assert [h["metrics"] for h in record["history"]] == [h["metrics"] for h in reference["history"]]
+    assert [e["loss"] for e in record["epochs"]] == [e["loss"] for e in reference["epochs"]]
+    assert not checkpoint.exists()
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, spec_for):
+    out = tmp_path / "runs" / "a.json"
+    spec = spec_for("BPR", epochs=2)
+    work = work_dir_for(out)
+    work.mkdir(parents=True)
+    import torch
+    torch.save({"config_hash": "something-else", "epoch": 1}, work / "checkpoint.pt")
+    record = run(spec, out)
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2]
+
+
+def test_parallel_jobs_use_separate_scratch_paths():
+    paths = [Path(f"results/runs/ml100k/mf/{m}/{s}.json") for m in ("BPR", "DirectSpecPlus") for s in (0, 1)]
+    work = {work_dir_for(p) for p in paths}
+    assert len(work) == len(paths)
+    assert all(w.parts[:2] == ("results", ".work") for w in work)
+
+
+def test_run_json_is_written_atomically(tmp_path, spec_for, monkeypatch):
+    """A crash while writing leaves the old file (or none), never a truncated JSON."""
+    import specbench.atomic_io as aio
+    out = tmp_path / "runs" / "a.json"
+    out.parent.mkdir(parents=True)
+    out.write_text('{"old": true}')
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(aio.os, "fsync", boom)
+    with pytest.raises(OSError):
+        aio.atomic_write_text(out, "x" * 1000)
+    assert out.read_text() == '{"old": true}'
+    assert [p.name for p in out.parent.iterdir()] == ["a.json"]
