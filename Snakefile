@@ -15,6 +15,7 @@ study = Study(config, root=Path(workflow.basedir))
 study.validate()
 
 include: "rules/data.smk"
+include: "rules/tune.smk"
 include: "rules/train.smk"
 include: "rules/report.smk"
 

@@ -7,13 +7,20 @@ def _spec(wildcards):
                       sort_keys=True)
 
 
+def _tuned(w):
+    """The chosen.json of this (dataset, backbone, method) when the study tunes, else nothing."""
+    return [study.chosen_path(w.dataset, w.backbone, w.method)] if study.tuning else []
+
+
 rule train:
     input:
-        lambda w: [f"{config.get('data_dir', 'data/atomic')}/{w.dataset}/stats.json"],
+        stats=lambda w: f"{config.get('data_dir', 'data/atomic')}/{w.dataset}/stats.json",
+        tuned=_tuned,
     output:
         "results/runs/{dataset}/{backbone}/{method}/{seed}.json",
     params:
         spec=_spec,
+        tuned=lambda w, input: f"--tuned {input.tuned}" if input.tuned else "",
     log:
         "results/logs/{dataset}/{backbone}/{method}/{seed}.log",
     threads: 1
@@ -22,4 +29,4 @@ rule train:
     wildcard_constraints:
         seed=r"\d+",
     shell:
-        "specbench run --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "specbench run --spec {params.spec:q} {params.tuned} --out {output} > {log} 2>&1"

@@ -24,6 +24,9 @@ def cmd_run(args):
         if not all([args.study, args.dataset, args.backbone, args.method]):
             raise SpecbenchError("specbench run needs --spec JSON, or --study, --dataset, --backbone and --method")
         spec = Study.from_file(args.study).spec(args.dataset, args.backbone, args.method, args.seed)
+    if args.tuned:
+        from specbench.tuning import tuned_params
+        spec["params"].update(tuned_params(Path(args.tuned)))
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -41,6 +44,18 @@ def cmd_prepare(args):
     if args.dataset != "ml100k":
         raise SpecbenchError(f"unknown dataset {args.dataset!r} for prepare (known: ml100k)")
     print(prepare_ml100k(Path(args.out) / args.dataset, args.test_fraction, args.seed))
+
+
+def cmd_carve_valid(args):
+    from specbench.data import carve_validation
+    print(carve_validation(Path(args.data_dir), args.dataset, args.fraction, args.seed))
+
+
+def cmd_select(args):
+    from specbench.tuning import select
+    result = select(args.trial_runs, json.loads(args.trials), args.metric, args.select_epochs, Path(args.out))
+    print(f"{args.out}: trial {result['chosen_trial']} of {len(result['trials'])} "
+          f"({result['metric']}={result['value']:.4f} on valid): {result['params']}")
 
 
 def cmd_report(args):
@@ -66,8 +81,24 @@ def main(argv=None):
     p.add_argument("--dataset"), p.add_argument("--backbone"), p.add_argument("--method")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    p.add_argument("--tuned", help="a chosen.json from `specbench select`: its settings override the spec's")
     p.add_argument("--out", required=True, help="the run JSON to write")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("carve-valid", help="split a prepared train file into fit and valid (model selection)")
+    p.add_argument("dataset")
+    p.add_argument("--data-dir", default="data/atomic")
+    p.add_argument("--fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=2024)
+    p.set_defaults(func=cmd_carve_valid)
+
+    p = sub.add_parser("select", help="choose settings from validation trials")
+    p.add_argument("trial_runs", nargs="+", help="trial run JSONs, in trial order")
+    p.add_argument("--trials", required=True, help="JSON list of each trial's settings, in the same order")
+    p.add_argument("--metric", default="ndcg@20")
+    p.add_argument("--select-epochs", action="store_true", help="also choose the number of epochs")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("prepare", help="write a dataset's RecBole atomic files and stats.json")
     p.add_argument("dataset")

@@ -102,3 +102,18 @@ def atomic_files(data_dir: Path, name: str, splits=("train", "test")) -> list[Pa
     return paths
 
 
+
+
+def carve_validation(data_dir: Path, name: str, fraction: float = 0.1, seed: int = 2024) -> Path:
+    """Split <name>.train.inter per user into <name>.fit.inter and <name>.valid.inter.
+
+    Model selection trains on ``fit`` and scores ``valid``; the test file is never read.
+    Per user, ceil(fraction * n_u) training rows go to valid, at least one stays in fit.
+    """
+    folder = Path(data_dir) / name
+    train = pd.read_csv(folder / f"{name}.train.inter", sep="\t", dtype=str).set_axis(["user", "item"], axis=1)
+    parts = split_per_user(train, fraction, seed)
+    for split, new in (("train", "fit"), ("test", "valid")):
+        body = parts[split][["user", "item"]].to_csv(sep="\t", header=False, index=False)
+        atomic_write_text(folder / f"{name}.{new}.inter", HEADER + body)
+    return folder / f"{name}.valid.inter"

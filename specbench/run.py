@@ -135,7 +135,8 @@ def _recbole_config_guard():
 
 def recbole_config(model_cls, spec: dict, settings: dict, work_dir: Path):
     from recbole.config import Config
-    splits = ["train", "valid", "test"] if settings.get("validation") else ["train", "test"]
+    # Model selection trains on `fit` and scores `valid` (both carved from train); test is not loaded.
+    splits = ["fit", "valid"] if settings.get("validation") else ["train", "test"]
     fixed = {
         "data_path": str(Path(spec["data_dir"]).resolve()), "benchmark_filename": splits,
         "load_col": {"inter": ["user_id", "item_id"]}, "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id",
@@ -227,7 +228,7 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
     entry, settings = resolve_settings(spec)
     device = resolve_device(settings["device"])
     config_hash = canonical_hash({k: spec[k] for k in ("dataset", "backbone", "method", "model")} | {"settings": settings})
-    atomic_files(Path(spec["data_dir"]), spec["dataset"])
+    atomic_files(Path(spec["data_dir"]), spec["dataset"], ("fit", "valid") if settings.get("validation") else ("train", "test"))
     work_dir.mkdir(parents=True, exist_ok=True)
 
     logging.getLogger().setLevel(logging.WARNING)
@@ -237,12 +238,12 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
     config["device"] = device
     init_seed(int(spec["seed"]), True)
     dataset = create_dataset(config)
+    train_split, eval_split = splits
     built = dict(zip(splits, dataset.build()))
-    train_matrix = built["train"].inter_matrix(form="csr")
-    eval_split = "valid" if settings.get("validation") else "test"
+    train_matrix = built[train_split].inter_matrix(form="csr")
     test_matrix = built[eval_split].inter_matrix(form="csr")
 
-    model = entry.cls(config, built["train"]).to(device)
+    model = entry.cls(config, built[train_split]).to(device)
     neg = config["train_neg_sample_args"] or {}
     n_neg = int(neg["sample_num"]) if neg.get("distribution", "none") != "none" else 0
     sampler = TrainSampler(train_matrix, settings["train_batch_size"], settings["train_sampler"], n_neg,

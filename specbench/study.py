@@ -18,6 +18,7 @@ import yaml
 from specbench.errors import SpecbenchError
 
 RUNS_DIR = "results/runs"
+TUNING_DIR = "results/tuning"
 
 
 def canonical_hash(obj) -> str:
@@ -32,6 +33,7 @@ class Method:
     models: dict  # backbone -> model class name
     params: dict = field(default_factory=dict)
     presets: dict = field(default_factory=dict)  # dataset -> params
+    search_space: dict | None = None  # setting -> candidate values (None: the model yaml's)
     passes_backbone: bool = False  # the model takes ``backbone`` as a setting
 
     @classmethod
@@ -41,7 +43,7 @@ class Method:
         models = model if isinstance(model, dict) else {b: model for b in entry.pop("backbones", backbones)}
         return cls(name=name, label=entry.pop("label", name), models=dict(models),
                    params=entry.pop("params", {}) or {}, presets=entry.pop("presets", {}) or {},
-                   passes_backbone=not isinstance(model, dict))
+                   search_space=entry.pop("search_space", None), passes_backbone=not isinstance(model, dict))
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,10 @@ class Study:
             key = (job.dataset, job.backbone, job.method)
             if key not in checked:
                 checked.add(key)
-                resolve_settings(self.spec(job.dataset, job.backbone, job.method, job.seed))
+                resolve_settings(self.spec(*key, job.seed))
+                if self.tuning:
+                    for trial in range(len(self.trials(*key))):
+                        resolve_settings(self.trial_spec(*key, trial))
 
     def spec(self, dataset: str, backbone: str, method: str, seed: int | str) -> dict:
         """Everything ``specbench run`` needs for one job (JSON-serialisable)."""
@@ -117,3 +122,53 @@ class Study:
         return {"dataset": dataset, "backbone": backbone, "method": method, "label": m.label,
                 "model": m.models[backbone], "seed": int(seed),
                 "data_dir": self.config.get("data_dir", "data/atomic"), "params": params}
+
+    # ---- model selection on a validation split carved from train (never the test split) ----
+
+    @property
+    def tuning(self) -> dict | None:
+        return self.config.get("tuning")
+
+    def search_space(self, method: str, backbone: str) -> dict:
+        """Candidate values per setting: the catalogue's ``search_space``, else the model yaml's."""
+        m = self.methods[method]
+        if m.search_space is not None:
+            return dict(m.search_space)
+        from specbench.plugins import get_model
+        return dict(get_model(m.models[backbone]).meta("search_space"))
+
+    def trials(self, dataset: str, backbone: str, method: str) -> list[dict]:
+        """The settings tried: the whole grid, or a seeded sample of ``tuning.budget`` points of it.
+
+        Every method gets the same budget; a method without a search space gets one trial (its
+        defaults), which still selects its number of epochs on validation.
+        """
+        import itertools
+        import random
+        space = self.search_space(method, backbone)
+        keys = sorted(space)
+        grid = [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))] or [{}]
+        budget = int(self.tuning.get("budget", len(grid)))
+        if len(grid) > budget:
+            rng = random.Random(f"{self.tuning.get('seed', 0)}/{dataset}/{backbone}/{method}")
+            grid = [grid[i] for i in sorted(rng.sample(range(len(grid)), budget))]
+        return grid
+
+    def trial_spec(self, dataset: str, backbone: str, method: str, trial: int | str) -> dict:
+        spec = self.spec(dataset, backbone, method, self.tuning.get("seed", 0))
+        spec["params"].update(self.tuning.get("run_settings", {}))
+        spec["params"].update(self.trials(dataset, backbone, method)[int(trial)])
+        spec["params"]["validation"] = True
+        return spec
+
+    def trial_paths(self, dataset: str, backbone: str, method: str) -> list[str]:
+        n = len(self.trials(dataset, backbone, method))
+        return [f"{TUNING_DIR}/{dataset}/{backbone}/{method}/trial-{i}.json" for i in range(n)]
+
+    def chosen_path(self, dataset: str, backbone: str, method: str) -> str:
+        return f"{TUNING_DIR}/{dataset}/{backbone}/{method}/chosen.json"
+
+    def chosen_paths(self) -> list[str]:
+        if not self.tuning:
+            return []
+        return sorted({self.chosen_path(j.dataset, j.backbone, j.method) for j in self.jobs()})
