@@ -9,6 +9,7 @@ device and read once per epoch, evaluation is full ranking in large user blocks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -47,6 +48,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")
 warnings.filterwarnings("ignore", message=".*torch.sparse.SparseTensor.*", category=UserWarning)
 
 SCHEMA_VERSION = 1
+PER_USER_METRICS = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")  # kept per user at the last epoch
 PACKAGES = ("specbench", "recbole", "torch", "numpy", "scipy", "pandas")
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
               "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
@@ -265,7 +267,7 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
     epochs, eval_step = int(settings["epochs"]), int(settings["eval_step"])
     checkpoint_every = int(settings["checkpoint_every"]) or eval_step
     checkpoint = Checkpoint(work_dir / "checkpoint.pt", config_hash)
-    history, epochs_log, start_epoch = [], [], 1
+    history, epochs_log, start_epoch, per_user_record = [], [], 1, {}
     state = checkpoint.load()
     if state is not None:
         checkpoint.restore(state, model, optimizer, scheduler, sampler)
@@ -274,11 +276,16 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
     def evaluate(epoch, loss):
         model.eval()
         t1 = time.perf_counter()
-        metrics, _ = evaluator.evaluate(score_users)
-        spectrum = spectrum_record(model)
+        final = epoch == epochs
+        metrics, per_user = evaluator.evaluate(score_users, keep_per_user=PER_USER_METRICS if final else ())
+        spectrum = spectrum_record(model, (sampler.rows, sampler.cols))
         _sync(device)
         history.append({"epoch": epoch, "loss": loss, "metrics": metrics, "spectrum": spectrum,
                         "eval_seconds": time.perf_counter() - t1})
+        if final:
+            per_user_record.update(encode_per_user(per_user, evaluator.users))
+            tokens = dataset.field2id_token[config["USER_ID_FIELD"]]
+            per_user_record["user_tokens_sha256"] = hashlib.sha256("\n".join(map(str, tokens)).encode()).hexdigest()
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -330,11 +337,33 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
         "epochs": epochs_log,
         "history": history,
         "final": history[-1],
+        "per_user": per_user_record,
         "timing": {"seconds_per_epoch": float(np.mean(train_seconds)), "train_seconds": float(np.sum(train_seconds)),
                    "eval_seconds": float(sum(h["eval_seconds"] for h in history)),
                    "wall_seconds": time.time() - wall_start, "steps_per_epoch": sampler.steps_per_epoch()},
         "memory": _peak_memory(device),
     }
+
+
+def encode_per_user(values: dict, users: torch.Tensor) -> dict:
+    """Per-user metrics of the last evaluation, compact (float32, zlib, base64), for paired tests."""
+    import base64
+    import zlib
+    pack = lambda a, dtype: base64.b64encode(zlib.compress(np.asarray(a, dtype=dtype).tobytes())).decode()  # noqa: E731
+    return {"encoding": "base64(zlib(little-endian array))", "users": pack(users.cpu().numpy(), "<i4"),
+            "users_dtype": "int32", "metrics_dtype": "float32",
+            "metrics": {name: pack(v, "<f4") for name, v in values.items()}}
+
+
+def decode_per_user(record: dict) -> dict[str, np.ndarray]:
+    """The inverse of encode_per_user: {"users": ids, metric: values} (empty if the run has none)."""
+    import base64
+    import zlib
+    enc = record.get("per_user") or {}
+    if not enc:
+        return {}
+    unpack = lambda s, dtype: np.frombuffer(zlib.decompress(base64.b64decode(s)), dtype=dtype)  # noqa: E731
+    return {"users": unpack(enc["users"], "<i4"), **{k: unpack(v, "<f4") for k, v in enc["metrics"].items()}}
 
 
 def _headline(metrics: dict) -> str:

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from specbench.errors import SpecbenchError
-from specbench.run import run
+from specbench.run import decode_per_user, run
 
 KEYS = {"schema", "run", "settings", "recbole_config", "environment", "data", "epochs", "history", "final",
         "timing", "memory"}
@@ -29,6 +29,14 @@ def test_a_run_writes_a_complete_record(tmp_path, spec_for, model, backbone):
     assert record["environment"]["packages"]["recbole"] == "1.2.1"
     assert record["environment"]["device"] == "cpu"
     assert all(math.isfinite(e["loss"]) for e in record["epochs"])
+    for key in ("erank_users", "stable_rank_items", "info_abundance_users", "uniformity_items", "alignment"):
+        assert math.isfinite(spectrum[key]), key
+    assert len(spectrum["singular_values_users_normalized"]) == 64
+    # Per-user metrics of the last evaluation decode to arrays whose means are the reported metrics.
+    per_user = decode_per_user(record)
+    assert len(per_user["users"]) == 150
+    for name in ("ndcg@20", "recall@10"):
+        assert abs(per_user[name].mean() - metrics[name]) < 1e-5
     # No scratch left behind, nothing written outside the output and its work folder.
     assert not list((tmp_path / "results" / ".work").rglob("checkpoint.pt"))
 
