@@ -1,10 +1,27 @@
-# Run JSONs -> tables and figures. Reads only results/runs: no training.
+# Run JSONs (and tuning trials) -> tables and figures. Reads only results/: no training.
+REPORT = config.get("report") or {}
+
+
+def _trials(wildcards=None):
+    if not study.tuning:
+        return []
+    return [p for d, b, m in sorted({(j.dataset, j.backbone, j.method) for j in study.jobs()})
+            for p in study.trial_paths(d, b, m)]
+
 
 rule report:
     input:
-        study.run_paths(),
+        runs=study.run_paths(),
+        trials=_trials(),
     output:
         multiext("results/tables/main", ".csv", ".md", ".tex"),
+        multiext("results/tables/efficiency", ".csv", ".md", ".tex"),
         multiext("results/figures/erank", ".png", ".pdf"),
+        multiext("results/figures/spectrum", ".png", ".pdf"),
+        multiext("results/figures/accuracy_time", ".png", ".pdf"),
+    params:
+        ours=" ".join(REPORT.get("ours", [])),
+        ablation=" ".join(REPORT.get("ablation", [])),
+        trials=lambda w, input: f"--trials {' '.join(input.trials)}" if input.trials else "",
     shell:
-        "specbench report {input} --out results"
+        "specbench report {input.runs} --out results --ours {params.ours} --ablation {params.ablation} {params.trials}"

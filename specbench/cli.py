@@ -60,7 +60,9 @@ def cmd_select(args):
 
 def cmd_report(args):
     from specbench.report import build_report
-    for path in build_report([Path(p) for p in args.runs], Path(args.out)):
+    written = build_report([Path(p) for p in args.runs], Path(args.out), ours=args.ours, ablation=args.ablation,
+                           trial_paths=[Path(p) for p in args.trials])
+    for path in written:
         print(path)
 
 
@@ -110,6 +112,9 @@ def main(argv=None):
     p = sub.add_parser("report", help="tables and figures from run JSONs")
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default="results")
+    p.add_argument("--ours", nargs="*", default=[], help="methods compared against the best other method")
+    p.add_argument("--ablation", nargs="*", default=[], help="methods shown only in the ablation table")
+    p.add_argument("--trials", nargs="*", default=[], help="tuning trial JSONs for the sensitivity figure")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("models", help="list the models specbench can run")

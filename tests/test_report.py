@@ -1,26 +1,46 @@
-"""The report is built from run JSONs alone; numbers in the tables equal hand-computed statistics."""
+"""The report is built from run JSONs alone; its numbers equal hand-computed statistics."""
 
 import json
+import zlib
 import statistics
 
+import numpy as np
 import pandas as pd
+import pytest
+import torch
+from scipy import stats
 
 from specbench.report import build_report
+from specbench.report.stats import holm, seed_ci
+from specbench.run import encode_per_user
 
 NDCG20 = {("mf", "BPR", "BPR"): [0.30, 0.32, 0.34], ("lightgcn", "BPR", "BPR"): [0.35, 0.36, 0.37],
           ("mf", "DirectSpecPlus", "DirectSpec+"): [0.40, 0.38, 0.39]}
+USERS = 200
+
+
+def per_user_values(method, seed):
+    rng = np.random.default_rng([zlib.crc32(method.encode()), seed])
+    base = rng.uniform(0, 0.6, USERS)
+    return base + (0.1 if method == "DirectSpecPlus" else 0.0)
 
 
 def fixture_record(backbone, method, label, seed, ndcg20):
     history = []
-    for epoch, scale in ((10, 0.5), (20, 1.0)):
+    for epoch, scale in ((0, 0.1), (10, 0.5), (20, 1.0)):
         metrics = {"recall@10": 0.1 * scale, "ndcg@10": 0.2 * scale, "recall@20": 0.15 * scale,
                    "ndcg@20": ndcg20 * scale}
         history.append({"epoch": epoch, "loss": 0.5, "metrics": metrics,
-                        "spectrum": {"erank": 10.0 + epoch + seed, "singular_values": [1.0] * 64}})
+                        "spectrum": {"erank": 10.0 + epoch + seed,
+                                     "singular_values": list(np.linspace(1, 0.1 + 0.01 * epoch, 64))}})
+    values = {"ndcg@20": per_user_values(method, seed), "recall@20": per_user_values(method, seed) / 2}
+    per_user = encode_per_user(values, torch.arange(1, USERS + 1))
+    per_user["user_tokens_sha256"] = "same-split"
     return {"schema": 1, "run": {"dataset": "ml100k", "backbone": backbone, "method": method, "label": label,
                                  "model": method, "seed": seed},
-            "history": history, "final": history[-1], "timing": {"seconds_per_epoch": 0.1}}
+            "history": history, "final": history[-1], "per_user": per_user,
+            "epochs": [{"epoch": e, "seconds": 0.1, "loss": 0.5} for e in range(1, 21)],
+            "timing": {"seconds_per_epoch": 0.1, "train_seconds": 2.0}, "memory": {"peak_rss_bytes": 2**20}}
 
 
 def write_fixtures(root):
@@ -34,21 +54,62 @@ def write_fixtures(root):
     return paths
 
 
-def test_report_from_fixture_runs(tmp_path):
-    written = build_report(write_fixtures(tmp_path), tmp_path / "out")
-    names = sorted(p.name for p in written)
-    assert names == ["erank.pdf", "erank.png", "main.csv", "main.md", "main.tex"]
-    table = pd.read_csv(tmp_path / "out" / "tables" / "main.csv")
-    for (backbone, _, label), values in NDCG20.items():
-        row = table[(table.backbone == {"mf": "MF", "lightgcn": "LightGCN"}[backbone]) & (table.method == label)
-                    & (table.metric == "ndcg@20")].iloc[0]
+@pytest.fixture
+def report(tmp_path):
+    written = build_report(write_fixtures(tmp_path), tmp_path / "out", ours=["DirectSpecPlus"])
+    return tmp_path / "out", written
+
+
+def test_every_table_and_figure_is_written(report):
+    out, written = report
+    assert sorted(p.relative_to(out).as_posix() for p in written) == sorted(
+        [f"tables/{t}.{e}" for t in ("main", "significance", "efficiency") for e in ("csv", "md", "tex")]
+        + [f"figures/{f}.{e}" for f in ("erank", "spectrum", "accuracy_time") for e in ("png", "pdf")])
+    for p in written:
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+def test_main_table_equals_hand_statistics(report):
+    out, _ = report
+    table = pd.read_csv(out / "tables" / "main.csv")
+    for (backbone, method, label), values in NDCG20.items():
+        row = table[(table.backbone == backbone) & (table.method == method) & (table.metric == "ndcg@20")].iloc[0]
         assert abs(row["mean"] - statistics.mean(values)) < 1e-12
         assert abs(row["std"] - statistics.stdev(values)) < 1e-12
-        assert row["seeds"] == 3
-    md = (tmp_path / "out" / "tables" / "main.md").read_text()
-    assert "**0.3900 ± 0.0100**" in md  # best MF ndcg@20 in bold
+        half = stats.t.ppf(0.975, 2) * statistics.stdev(values) / 3 ** 0.5
+        assert abs(row["ci_low"] - (statistics.mean(values) - half)) < 1e-12 and row["seeds"] == 3
+    md = (out / "tables" / "main.md").read_text()
+    assert "**0.3900**† ± 0.0100" in md  # best MF nDCG@20, significant against BPR
     assert "0.3200 ± 0.0200" in md
-    tex = (tmp_path / "out" / "tables" / "main.tex").read_text()
-    assert r"\textbf{0.3900}" in tex and r"\begin{tabular}" in tex and "DirectSpec+" in tex
-    png = (tmp_path / "out" / "figures" / "erank.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert md.index("| MF ") < md.index("| LightGCN ")  # backbones in a fixed order
+    tex = (out / "tables" / "main.tex").read_text()
+    assert r"\textbf{0.3900}$^\dagger$" in tex and r"\begin{tabular}" in tex
+
+
+def test_significance_equals_direct_scipy(report):
+    out, _ = report
+    sig = pd.read_csv(out / "tables" / "significance.csv")
+    row = sig[(sig.backbone == "mf") & (sig.metric == "ndcg@20")].iloc[0]
+    assert row["best_baseline"] == "BPR"
+    assert abs(row["improvement"] - (0.39 - 0.32) / 0.32) < 1e-12
+    ours = np.mean([per_user_values("DirectSpecPlus", s).astype(np.float32) for s in range(3)], axis=0)
+    theirs = np.mean([per_user_values("BPR", s).astype(np.float32) for s in range(3)], axis=0)
+    assert abs(row["t_p"] - stats.ttest_rel(ours, theirs).pvalue) < 1e-12
+    assert abs(row["wilcoxon_p"] - stats.wilcoxon(ours, theirs).pvalue) < 1e-12
+    assert row["wilcoxon_p_holm"] >= row["wilcoxon_p"]
+
+
+def test_holm_and_ci_by_hand():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
+    low, high = seed_ci([1.0, 3.0])
+    half = stats.t.ppf(0.975, 1) * np.std([1.0, 3.0], ddof=1) / np.sqrt(2)
+    assert abs(low - (2 - half)) < 1e-12 and abs(high - (2 + half)) < 1e-12
+
+
+def test_efficiency_table(report):
+    out, _ = report
+    eff = pd.read_csv(out / "tables" / "efficiency.csv")
+    assert set(eff["best_epoch"]) == {20} and set(eff["train_seconds_to_best"].round(9)) == {2.0}
+    assert set(eff["peak_memory_mb"]) == {1.0}

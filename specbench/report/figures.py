@@ -1,4 +1,4 @@
-"""Figures in one seaborn style, written as PDF and PNG."""
+"""Figures in one seaborn style, each written as PDF and PNG."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from specbench.atomic_io import atomic_write_bytes  # noqa: E402
@@ -30,20 +32,116 @@ def save(fig, stem: Path) -> list[Path]:
     return paths
 
 
+def _panels(keys, width=5.0, height=3.8):
+    cols = min(len(keys), 3)
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _model_label(backbone, label):
+    return f"{BACKBONE_NAMES.get(backbone, backbone)} · {label}"
+
+
+def _legend_below(fig, axes):
+    handles, labels = {}, {}
+    for ax in axes:
+        if ax.get_legend():
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+            ax.get_legend().remove()
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(4, len(handles)),
+               bbox_to_anchor=(0.5, -0.02 - 0.045 * (len(handles) // 4)), frameon=False)
+
+
 def erank_figure(runs: list[dict], stem: Path) -> list[Path]:
-    """Effective rank of the embeddings against epoch, one line per (backbone, method), band over seeds."""
+    """Effective rank of [E_U; E_I] against epoch, per (dataset, backbone), one line per method (band: seeds)."""
     sns.set_theme(**STYLE)
     df = history_frame(runs)
-    df["model"] = [f"{BACKBONE_NAMES.get(b, b)} · {m}" for b, m in zip(df["backbone"], df["label"])]
-    datasets = list(dict.fromkeys(df["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        sns.lineplot(data=df[df["dataset"] == ds], x="epoch", y="erank", hue="model", errorbar="sd",
-                     marker="o", ax=ax)
-        dim = max((len(r["final"]["spectrum"]["singular_values"]) for r in runs if r["run"]["dataset"] == ds))
+    df["model"] = [_model_label(b, m) for b, m in zip(df["backbone"], df["label"])]
+    keys = list(dict.fromkeys(zip(df["dataset"], df["backbone"])))
+    fig, axes = _panels(keys)
+    for ax, (ds, bb) in zip(axes, keys):
+        part = df[(df["dataset"] == ds) & (df["backbone"] == bb)]
+        sns.lineplot(data=part, x="epoch", y="erank", hue="label", errorbar="sd", marker="o", ax=ax)
+        dim = max(len(r["final"]["spectrum"]["singular_values"]) for r in runs if r["run"]["dataset"] == ds)
         ax.axhline(dim, color="grey", ls=":", lw=1)
-        ax.set(title=ds, xlabel="epoch", ylabel=f"effective rank (max {dim})", ylim=(0, dim * 1.05))
-        ax.legend(title=None, fontsize=9)
-    fig.suptitle("Effective rank of [E_U; E_I] during training", y=1.02)
+        ax.set(title=f"{ds} · {BACKBONE_NAMES.get(bb, bb)}", xlabel="epoch", ylabel=f"effective rank (max {dim})",
+               ylim=(0, dim * 1.05))
+    _legend_below(fig, axes)
+    fig.suptitle("Effective rank of the embeddings during training", y=1.01)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def spectrum_figure(runs: list[dict], stem: Path) -> list[Path]:
+    """Normalised singular values σ_k/σ_1 of [E_U; E_I] at the end of training (mean over seeds)."""
+    sns.set_theme(**STYLE)
+    rows = []
+    for r in runs:
+        s = np.asarray(r["final"]["spectrum"]["singular_values"], dtype=float)
+        for k, v in enumerate(s / s[0] if s[0] > 0 else s, start=1):
+            rows.append({"dataset": r["run"]["dataset"], "backbone": r["run"]["backbone"],
+                         "label": r["run"].get("label", r["run"]["method"]), "k": k, "sigma": v})
+    df = pd.DataFrame(rows)
+    keys = list(dict.fromkeys(zip(df["dataset"], df["backbone"])))
+    fig, axes = _panels(keys)
+    for ax, (ds, bb) in zip(axes, keys):
+        sns.lineplot(data=df[(df["dataset"] == ds) & (df["backbone"] == bb)], x="k", y="sigma", hue="label",
+                     errorbar=None, ax=ax)
+        ax.set_yscale("log")
+        ax.set(title=f"{ds} · {BACKBONE_NAMES.get(bb, bb)}", xlabel="index k", ylabel="σ_k / σ_1")
+    _legend_below(fig, axes)
+    fig.suptitle("Singular-value spectrum at the end of training (flatter = more balanced)", y=1.01)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def accuracy_time_figure(runs: list[dict], stem: Path, metric: str = "ndcg@20") -> list[Path]:
+    """Final test accuracy against total training time, one point per run."""
+    sns.set_theme(**STYLE)
+    df = pd.DataFrame([{"dataset": r["run"]["dataset"], "model": _model_label(r["run"]["backbone"],
+                        r["run"].get("label", r["run"]["method"])), "seconds": r["timing"]["train_seconds"],
+                        metric: r["final"]["metrics"][metric]} for r in runs])
+    datasets = list(dict.fromkeys(df["dataset"]))
+    fig, axes = _panels(datasets)
+    for ax, ds in zip(axes, datasets):
+        sns.scatterplot(data=df[df["dataset"] == ds], x="seconds", y=metric, hue="model", style="model", s=70, ax=ax)
+        ax.set_xscale("log")
+        ax.set(title=ds, xlabel="training time (s, log)", ylabel=metric)
+    _legend_below(fig, axes)
+    fig.suptitle("Accuracy against training time", y=1.01)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def sensitivity_figure(trials: list[dict], stem: Path, x: str = "alpha", y: str = "tau",
+                       metric: str = "ndcg@20") -> list[Path]:
+    """Best-epoch accuracy and effective rank over a two-setting grid (mean over the other settings)."""
+    sns.set_theme(**STYLE)
+    rows = []
+    for r in trials:
+        s = r.get("settings", {})
+        if x not in s or y not in s:
+            continue
+        best = max((h for h in r["history"] if h["epoch"] > 0), key=lambda h: h["metrics"][metric])
+        rows.append({"group": f"{r['run']['dataset']} · {_model_label(r['run']['backbone'], r['run'].get('label', r['run']['method']))}",
+                     x: s[x], y: s[y], metric: best["metrics"][metric], "erank": best["spectrum"]["erank"]})
+    df = pd.DataFrame(rows)
+    groups = list(dict.fromkeys(df["group"])) if len(df) else []
+    fig, axes = plt.subplots(max(1, len(groups)), 2, figsize=(10, 3.8 * max(1, len(groups))), squeeze=False)
+    for row, group in zip(axes, groups):
+        part = df[df["group"] == group]
+        for ax, value, cmap in ((row[0], metric, "viridis"), (row[1], "erank", "magma")):
+            grid = part.pivot_table(index=y, columns=x, values=value, aggfunc="mean").sort_index(ascending=False)
+            sns.heatmap(grid, annot=True, fmt=".3g" if value == metric else ".1f", cmap=cmap, ax=ax,
+                        cbar_kws={"label": value})
+            ax.set(title=f"{group}: {value}", xlabel=x, ylabel=y)
+    if not groups:
+        axes[0, 0].text(0.5, 0.5, f"no runs vary {x} and {y}", ha="center", va="center")
+    split = {r["run"].get("eval_split", "test") for r in trials} or {"test"}
+    fig.suptitle(f"Sensitivity to {x} and {y} ({'/'.join(sorted(split))} split, best epoch)", y=1.01)
     fig.tight_layout()
     return save(fig, stem)
