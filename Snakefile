@@ -6,7 +6,10 @@ from snakemake.utils import validate
 
 from specbench.study import Study
 
-configfile: str(Path(workflow.basedir) / "config" / "quick.yaml")
+# The quick study unless --configfile names another: studies are complete files, never merged
+# with quick.yaml (a key it sets, such as `restrict`, must not leak into the paper grid).
+if not workflow.config_settings.configfiles:
+    configfile: str(Path(workflow.basedir) / "config" / "quick.yaml")
 
 # Bad input stops here, before any job: the workflow config against its schema, then every
 # run's settings against the harness and model schemas (specbench/validate.py).
@@ -17,6 +20,7 @@ study.validate()
 include: "rules/data.smk"
 include: "rules/tune.smk"
 include: "rules/train.smk"
+include: "rules/sweep.smk"
 include: "rules/report.smk"
 
 rule all:

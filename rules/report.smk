@@ -2,7 +2,10 @@
 REPORT = config.get("report") or {}
 
 
-def _trials(wildcards=None):
+def _sensitivity_runs(wildcards=None):
+    """Sweep runs when the study has sweeps, else the tuning trials (validation split)."""
+    if study.sweeps():
+        return study.sweep_paths()
     if not study.tuning:
         return []
     return [p for d, b, m in sorted({(j.dataset, j.backbone, j.method) for j in study.jobs()})
@@ -12,7 +15,7 @@ def _trials(wildcards=None):
 rule report:
     input:
         runs=study.run_paths(),
-        trials=_trials(),
+        trials=_sensitivity_runs(),
     output:
         multiext("results/tables/main", ".csv", ".md", ".tex"),
         multiext("results/tables/efficiency", ".csv", ".md", ".tex"),

@@ -25,7 +25,9 @@ rule train:
         "results/logs/{dataset}/{backbone}/{method}/{seed}.log",
     threads: 1
     resources:
-        gpu=lambda w: int(str(study.spec(w.dataset, w.backbone, w.method, w.seed)["params"].get("device", "cpu")).startswith("cuda")),
+        gpu=lambda w: study.resources(w.dataset, w.backbone, w.method)["gpu"],
+        mem_mb=lambda w: study.resources(w.dataset, w.backbone, w.method)["mem_mb"],
+        runtime=lambda w: study.resources(w.dataset, w.backbone, w.method)["runtime"],
     wildcard_constraints:
         seed=r"\d+",
     shell:

@@ -30,7 +30,9 @@ rule tune_trial:
         "results/logs/tuning/{dataset}/{backbone}/{method}/trial-{trial}.log",
     threads: 1
     resources:
-        gpu=lambda w: int(str(study.trial_spec(w.dataset, w.backbone, w.method, w.trial)["params"].get("device", "cpu")).startswith("cuda")),
+        gpu=lambda w: study.resources(w.dataset, w.backbone, w.method)["gpu"],
+        mem_mb=lambda w: study.resources(w.dataset, w.backbone, w.method)["mem_mb"],
+        runtime=lambda w: study.resources(w.dataset, w.backbone, w.method)["runtime"],
     wildcard_constraints:
         trial=r"\d+",
     shell:

@@ -2,7 +2,8 @@
 
 Settings of one run, later entries winning:
 RecBole defaults < ``run_defaults`` (study) < the model's <Model>.yaml < the method's ``params``
-< the method's ``presets[<dataset>]`` < ``run_settings`` (study protocol, e.g. epochs) < overrides.
+< the method's ``presets`` (per dataset and/or backbone) < the method's ``fixed`` settings (what
+defines a variant) < ``run_settings`` (study protocol, e.g. epochs) < tuned settings < overrides.
 The model yaml is merged inside ``specbench.run``; everything else is resolved here.
 """
 
@@ -32,8 +33,9 @@ class Method:
     label: str
     models: dict  # backbone -> model class name
     params: dict = field(default_factory=dict)
-    presets: dict = field(default_factory=dict)  # dataset -> params
+    presets: dict = field(default_factory=dict)  # "<dataset>", "*/<backbone>" or "<dataset>/<backbone>" -> params
     search_space: dict | None = None  # setting -> candidate values (None: the model yaml's)
+    fixed: dict = field(default_factory=dict)  # what defines a variant: wins over presets
     passes_backbone: bool = False  # the model takes ``backbone`` as a setting
 
     @classmethod
@@ -43,7 +45,8 @@ class Method:
         models = model if isinstance(model, dict) else {b: model for b in entry.pop("backbones", backbones)}
         return cls(name=name, label=entry.pop("label", name), models=dict(models),
                    params=entry.pop("params", {}) or {}, presets=entry.pop("presets", {}) or {},
-                   search_space=entry.pop("search_space", None), passes_backbone=not isinstance(model, dict))
+                   search_space=entry.pop("search_space", None), fixed=entry.pop("fixed", {}) or {},
+                   passes_backbone=not isinstance(model, dict))
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,18 @@ class Study:
     def run_paths(self) -> list[str]:
         return [j.path for j in self.jobs()]
 
+    def resources(self, dataset: str, backbone: str, method: str) -> dict:
+        """Scheduler resources of one job: gpu (1 when the run asks for CUDA), mem_mb, runtime (minutes).
+
+        From the study's ``resources``: ``default`` < ``<dataset>`` < ``<dataset>/<backbone>``.
+        """
+        table = self.config.get("resources") or {}
+        res = {"mem_mb": 4000, "runtime": 60, **table.get("default", {}), **table.get(dataset, {}),
+               **table.get(f"{dataset}/{backbone}", {})}
+        device = str(self.spec(dataset, backbone, method, 0)["params"].get("device", "cpu"))
+        res["gpu"] = int(device.startswith("cuda"))
+        return res
+
     def validate(self) -> None:
         """Resolve and check every job's settings (types, ranges, unknown keys) before any training."""
         from specbench.validate import resolve_settings
@@ -115,8 +130,11 @@ class Study:
         m = self.methods[method]
         if backbone not in m.models:
             raise SpecbenchError(f"method {method!r} has no {backbone!r} backbone (has: {', '.join(m.models)})")
-        params = {**self.config.get("run_defaults", {}), **m.params,
-                  **(m.presets.get(dataset, {}) or {}), **self.config.get("run_settings", {})}
+        presets = {}
+        for key in (f"*/{backbone}", dataset, f"{dataset}/{backbone}"):  # most specific wins
+            presets.update(m.presets.get(key) or {})
+        params = {**self.config.get("run_defaults", {}), **m.params, **presets, **m.fixed,
+                  **self.config.get("run_settings", {})}
         if m.passes_backbone:
             params["backbone"] = backbone
         return {"dataset": dataset, "backbone": backbone, "method": method, "label": m.label,
@@ -172,3 +190,30 @@ class Study:
         if not self.tuning:
             return []
         return sorted({self.chosen_path(j.dataset, j.backbone, j.method) for j in self.jobs()})
+
+    # ---- sensitivity sweeps: a grid of settings of one method, evaluated like the main runs ----
+
+    def sweeps(self) -> dict:
+        return self.config.get("sweeps") or {}
+
+    def sweep_points(self, name: str) -> list[dict]:
+        import itertools
+        grid = self.sweeps()[name]["grid"]
+        keys = sorted(grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+    def sweep_paths(self) -> list[str]:
+        paths = []
+        for name, sweep in self.sweeps().items():
+            for d in sweep["datasets"]:
+                for b in sweep["backbones"]:
+                    for p in range(len(self.sweep_points(name))):
+                        for seed in sweep.get("seeds", [0]):
+                            paths.append(f"results/sweeps/{name}/{d}/{b}/{sweep['method']}/{p}-{seed}.json")
+        return paths
+
+    def sweep_spec(self, name: str, dataset: str, backbone: str, point: int | str, seed: int | str) -> dict:
+        sweep = self.sweeps()[name]
+        spec = self.spec(dataset, backbone, sweep["method"], seed)
+        spec["params"].update(self.sweep_points(name)[int(point)])
+        return spec
