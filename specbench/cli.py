@@ -11,8 +11,15 @@ from specbench.errors import SpecbenchError
 
 
 def _parse_value(text: str):
+    """A --set value as YAML (numbers, lists, null); '1e30' is a number too (YAML 1.1 wants '1.0e30')."""
     import yaml
-    return yaml.safe_load(text)
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def cmd_run(args):
@@ -66,6 +73,12 @@ def cmd_report(args):
         print(path)
 
 
+def cmd_readme(args):
+    from specbench.report.readme import update_readme
+    changed = update_readme(Path(args.readme), Path(args.reference))
+    print(f"{args.readme}: results section {'updated' if changed else 'already up to date'}")
+
+
 def cmd_models(args):
     from specbench.plugins import discover
     for name, entry in sorted(discover().items()):
@@ -116,6 +129,11 @@ def main(argv=None):
     p.add_argument("--ablation", nargs="*", default=[], help="methods shown only in the ablation table")
     p.add_argument("--trials", nargs="*", default=[], help="tuning trial JSONs for the sensitivity figure")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("readme", help="regenerate the README's results section from results/reference/")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--reference", default="results/reference")
+    p.set_defaults(func=cmd_readme)
 
     p = sub.add_parser("models", help="list the models specbench can run")
     p.add_argument("--all", action="store_true", help="include RecBole's built-ins")

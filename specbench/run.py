@@ -246,6 +246,11 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
     test_matrix = built[eval_split].inter_matrix(form="csr")
 
     model = entry.cls(config, built[train_split]).to(device)
+    batch = settings["train_batch_size"]
+    if batch > train_matrix.nnz:
+        raise SpecbenchError(f"train_batch_size = {batch} is larger than the training data of {spec['dataset']} "
+                             f"({train_matrix.nnz} rows in {Path(spec['data_dir']) / spec['dataset']}/"
+                             f"{spec['dataset']}.{train_split}.inter); use at most {train_matrix.nnz}")
     neg = config["train_neg_sample_args"] or {}
     n_neg = int(neg["sample_num"]) if neg.get("distribution", "none") != "none" else 0
     sampler = TrainSampler(train_matrix, settings["train_batch_size"], settings["train_sampler"], n_neg,
@@ -387,6 +392,9 @@ def run(spec: dict, out: Path) -> dict:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         record = train_and_evaluate(spec, work_dir)
+    except SpecbenchError:
+        _discard(work_dir)  # bad input or divergence: a rerun must start afresh
+        raise
     except torch.cuda.OutOfMemoryError as exc:
         p = spec.get("params", {})
         raise SpecbenchError(
@@ -397,8 +405,19 @@ def run(spec: dict, out: Path) -> dict:
     finally:
         signal.signal(signal.SIGTERM, previous)
     atomic_write_text(out, json.dumps(record, indent=1) + "\n")
-    shutil.rmtree(work_dir, ignore_errors=True)
+    _discard(work_dir)
     return record
+
+
+def _discard(work_dir: Path) -> None:
+    """Remove a job's scratch folder and the folders above it that it leaves empty, up to .work."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    for parent in work_dir.parents:
+        if not parent.is_dir() or any(parent.iterdir()):
+            break
+        parent.rmdir()
+        if parent.name == ".work":
+            break
 
 
 def _raise_interrupt(signum, frame):

@@ -35,8 +35,11 @@ def test_bad_settings_fail_before_training_with_one_clear_message(tmp_path, spec
 
 
 def test_batch_larger_than_the_data_is_named(tmp_path, spec_for):
-    with pytest.raises(SpecbenchError, match=r"train_batch_size must lie in \[1, \d+\].*got 10000000"):
-        run(spec_for("BPR", train_batch_size=10_000_000), tmp_path / "runs" / "x.json")
+    out = tmp_path / "results" / "runs" / "x.json"
+    with pytest.raises(SpecbenchError, match=r"train_batch_size = 10000000 is larger than the training data of "
+                                             r"ml100k_small \(\d+ rows in .*ml100k_small\.train\.inter\)"):
+        run(spec_for("BPR", train_batch_size=10_000_000), out)
+    assert not [p for p in (tmp_path / "results").rglob("*") if p.is_file() or p.name == ".work"]
 
 
 def test_nan_loss_stops_with_epoch_and_last_metrics(tmp_path, spec_for):
@@ -47,7 +50,7 @@ def test_nan_loss_stops_with_epoch_and_last_metrics(tmp_path, spec_for):
     message = str(err.value)
     assert "training diverged" in message and "at epoch" in message and "Lower learning_rate" in message
     assert "Last finite evaluation (epoch " in message and "ndcg@20=" in message
-    assert not out.exists()
+    assert not out.exists() and not work_dir_for(out).exists()
 
 
 def _study_config(tmp_path, **changes):
@@ -75,7 +78,7 @@ def test_workflow_config_is_validated_before_planning(tmp_path, changes, expecte
     result = _dry_run(tmp_path, _study_config(tmp_path, **changes))
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
-    assert not (tmp_path / "results").exists()
+    assert not [p for p in (tmp_path / "results").rglob("*") if p.is_file() or p.name == ".work"]
 
 
 def test_dry_run_plans_one_train_job_per_method_backbone_and_seed(tmp_path):

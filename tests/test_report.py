@@ -113,3 +113,17 @@ def test_efficiency_table(report):
     eff = pd.read_csv(out / "tables" / "efficiency.csv")
     assert set(eff["best_epoch"]) == {20} and set(eff["train_seconds_to_best"].round(9)) == {2.0}
     assert set(eff["peak_memory_mb"]) == {1.0}
+
+
+def test_readme_results_section_is_generated_from_reference_runs(tmp_path):
+    from specbench.report.readme import END, START, update_readme
+    ref = tmp_path / "reference" / "quick-cpu"
+    write_fixtures(ref)
+    (ref / "NOTE.md").write_text("Made by `make reproduce`.")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Results\n{START}\nstale\n{END}\n\n## After\n")
+    assert update_readme(readme, tmp_path / "reference")
+    text = readme.read_text()
+    assert "stale" not in text and "### quick-cpu" in text and "Made by `make reproduce`." in text
+    assert "**0.3900** ± 0.0100" in text and text.endswith("## After\n")
+    assert not update_readme(readme, tmp_path / "reference")  # idempotent
