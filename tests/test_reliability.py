@@ -159,3 +159,17 @@ def test_run_json_is_written_atomically(tmp_path, spec_for, monkeypatch):
         aio.atomic_write_text(out, "x" * 1000)
     assert out.read_text() == '{"old": true}'
     assert [p.name for p in out.parent.iterdir()] == ["a.json"]
+
+
+def test_concurrent_jobs_in_one_folder_do_not_collide(tmp_path, spec_for):
+    """Two real jobs at once in one working folder: both finish, and nothing shared is written
+    (RecBole would otherwise create ./log, ./saved, ./log_tensorboard with 1-second names)."""
+    outs = [tmp_path / "results" / "runs" / f"{m}.json" for m in ("BPR", "DirectSpecPlus")]
+    procs = [_cli_run(spec_for(m, epochs=3), out, cwd=tmp_path) for m, out in zip(("BPR", "DirectSpecPlus"), outs)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+    for out in outs:
+        assert json.loads(out.read_text())["final"]["epoch"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["runs"]
