@@ -12,11 +12,11 @@ SNAKE  := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES)
 
 venv: $(BIN)/.installed
 
-$(BIN)/.installed: envs/requirements.txt pyproject.toml
+$(BIN)/.installed: envs/requirements.txt envs/constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -r envs/requirements.txt
+	$(BIN)/pip install --quiet -r envs/requirements.txt -c envs/constraints.txt
 	$(BIN)/pip install --quiet --no-deps recbole==1.2.1
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
@@ -29,6 +29,12 @@ report: venv
 
 test: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
+
+envs/specbench.yaml: envs/requirements.txt specbench/envfile.py
+	$(PYTHON) specbench/envfile.py envs/requirements.txt > $@
+
+envs/constraints.txt: venv
+	{ sed -n '1,3p' $@; $(BIN)/pip freeze --exclude-editable | grep -viE '^(torch|recbole|specbench)=='; } > $@.tmp && mv $@.tmp $@
 
 clean-results:
 	rm -rf results/runs results/tables results/figures
