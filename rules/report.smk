@@ -6,10 +6,7 @@ def _sensitivity_runs(wildcards=None):
     """Sweep runs when the study has sweeps, else the tuning trials (validation split)."""
     if study.sweeps():
         return study.sweep_paths()
-    if not study.tuning:
-        return []
-    return [p for d, b, m in sorted({(j.dataset, j.backbone, j.method) for j in study.jobs()})
-            for p in study.trial_paths(d, b, m)]
+    return [p for key in study.tuned_keys() for p in study.trial_paths(*key)]
 
 
 rule report:

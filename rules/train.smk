@@ -9,7 +9,7 @@ def _spec(wildcards):
 
 def _tuned(w):
     """The chosen.json of this (dataset, backbone, method) when the study tunes, else nothing."""
-    return [study.chosen_path(w.dataset, w.backbone, w.method)] if study.tuning else []
+    return [study.chosen_path(w.dataset, w.backbone, w.method)] if study.is_tuned(w.method) else []
 
 
 rule train:

@@ -36,6 +36,7 @@ class Method:
     presets: dict = field(default_factory=dict)  # "<dataset>", "*/<backbone>" or "<dataset>/<backbone>" -> params
     search_space: dict | None = None  # setting -> candidate values (None: the model yaml's)
     fixed: dict = field(default_factory=dict)  # what defines a variant: wins over presets
+    tune: bool = True  # False: never tuned (e.g. the published settings as they are)
     passes_backbone: bool = False  # the model takes ``backbone`` as a setting
 
     @classmethod
@@ -46,6 +47,7 @@ class Method:
         return cls(name=name, label=entry.pop("label", name), models=dict(models),
                    params=entry.pop("params", {}) or {}, presets=entry.pop("presets", {}) or {},
                    search_space=entry.pop("search_space", None), fixed=entry.pop("fixed", {}) or {},
+                   tune=bool(entry.pop("tune", True)),
                    passes_backbone=not isinstance(model, dict))
 
 
@@ -119,7 +121,7 @@ class Study:
             if key not in checked:
                 checked.add(key)
                 resolve_settings(self.spec(*key, job.seed))
-                if self.tuning:
+                if self.is_tuned(job.method):
                     for trial in range(len(self.trials(*key))):
                         resolve_settings(self.trial_spec(*key, trial))
 
@@ -186,10 +188,12 @@ class Study:
     def chosen_path(self, dataset: str, backbone: str, method: str) -> str:
         return f"{TUNING_DIR}/{dataset}/{backbone}/{method}/chosen.json"
 
-    def chosen_paths(self) -> list[str]:
-        if not self.tuning:
-            return []
-        return sorted({self.chosen_path(j.dataset, j.backbone, j.method) for j in self.jobs()})
+    def is_tuned(self, method: str) -> bool:
+        return bool(self.tuning) and self.methods[method].tune
+
+    def tuned_keys(self) -> list[tuple[str, str, str]]:
+        """(dataset, backbone, method) of every tuned job group."""
+        return sorted({(j.dataset, j.backbone, j.method) for j in self.jobs() if self.is_tuned(j.method)})
 
     # ---- sensitivity sweeps: a grid of settings of one method, evaluated like the main runs ----
 
