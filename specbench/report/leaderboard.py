@@ -50,7 +50,7 @@ def hardware_of(record: dict) -> str:
         return f"GPU: {env['gpu']}"
     cpu = env.get("cpu") or "?"
     threads = env.get("threads")
-    return f"CPU: {cpu}" + (f" ({threads} threads)" if threads else "")
+    return f"CPU: {cpu}" + (f" ({threads} thread{'s' if threads != 1 else ''})" if threads else "")
 
 
 def _commit_of(record: dict) -> str:

@@ -1,0 +1,19 @@
+# Run JSONs (+ tuning choices, published numbers, the report's figures) -> results/leaderboard.*
+# Built from every run of the study, so a method added to models/ and the study gets its rows
+# after one `snakemake`. Include after rules/report.smk (it embeds the report's PNG figures).
+
+
+rule leaderboard:
+    input:
+        runs=study.run_paths(),
+        chosen=[study.chosen_path(*key) for key in study.tuned_keys()],
+        published="config/published.yaml",
+        figures=rules.report.output,
+    output:
+        table=multiext("results/leaderboard", ".csv", ".md"),
+        html=report("results/leaderboard.html", caption="../report/leaderboard.rst", category="Leaderboard"),
+    params:
+        chosen=lambda w, input: f"--chosen {' '.join(input.chosen)}" if input.chosen else "",
+    shell:
+        "python -m specbench.report.leaderboard {input.runs} {params.chosen} --published {input.published}"
+        " --figures results/figures --out results/leaderboard"
