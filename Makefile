@@ -8,7 +8,10 @@ TORCH  ?= torch==2.13.0
 CORES  ?= 2
 SNAKE  := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES)
 
-.PHONY: reproduce test report bench paper clean-results venv
+.PHONY: reproduce test report bench paper clean-results venv sysdeps
+# Debian packages the tests and `make paper` need: a headless browser for the leaderboard page and
+# a LaTeX toolchain for the paper. Installed with apt-get when missing (root or sudo).
+SYS_PKGS := chromium fonts-dejavu-core texlive-latex-recommended latexmk lmodern
 
 venv: $(BIN)/.installed
 
@@ -27,7 +30,18 @@ reproduce: venv
 report: venv
 	$(SNAKE) report
 
-test: venv
+paper: venv sysdeps
+	$(SNAKE) paper
+
+sysdeps:
+	@missing=""; for p in $(SYS_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+test: venv sysdeps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 
 envs/specbench.yaml: envs/requirements.txt specbench/envfile.py

@@ -17,13 +17,18 @@ validate(config, str(Path(workflow.basedir) / "config" / "schema" / "study.schem
 study = Study(config, root=Path(workflow.basedir))
 study.validate()
 
+report: "report/workflow.rst"
+
 include: "rules/data.smk"
 include: "rules/tune.smk"
 include: "rules/train.smk"
 include: "rules/sweep.smk"
 include: "rules/report.smk"
+include: "rules/leaderboard.smk"
+include: "rules/paper.smk"
 
 rule all:
     input:
         rules.report.output,
+        rules.leaderboard.output,
     default_target: True

@@ -149,8 +149,15 @@ def _chromium():
 
 
 CHROMIUM = _chromium()
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed: run scripts/install-chromium.sh "
-                                    "(Debian's chromium) to test the leaderboard HTML in a headless browser")
+
+
+def needs_chromium(test):
+    """The browser tests fail (never skip) without Chromium: `make test` installs it (`make sysdeps`)."""
+    def wrapped(*args, **kwargs):
+        assert CHROMIUM, "chromium is not installed: run `make sysdeps` (Debian's chromium) to test the leaderboard page"
+        return test(*args, **kwargs)
+    import functools
+    return functools.wraps(test)(wrapped)
 
 
 def _browser(tmp_path, *args):
