@@ -7,7 +7,7 @@ rule leaderboard:
     input:
         runs=study.run_paths(),
         chosen=[study.chosen_path(*key) for key in study.tuned_keys()],
-        published="config/published.yaml",
+        published=str(Path(workflow.basedir) / "config" / "published.yaml"),
         figures=rules.report.output,
     output:
         table=multiext("results/leaderboard", ".csv", ".md"),

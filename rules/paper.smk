@@ -4,7 +4,7 @@
 
 rule paper:
     input:
-        tex="paper/main.tex",
+        tex=str(Path(workflow.basedir) / "paper" / "main.tex"),
         report=rules.report.output,
     output:
         "results/paper.pdf",

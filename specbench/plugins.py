@@ -24,8 +24,9 @@ from specbench import compat  # noqa: F401  (must precede recbole)
 from specbench.errors import SpecbenchError
 
 ENTRY_POINT_GROUP = "specbench.models"
-# Blocks of a model yaml that describe settings rather than set them.
-META_KEYS = ("schema", "search_space")
+# Blocks of a model yaml that describe settings rather than set them (``backbones``: the backbones a
+# model without a ``backbone`` setting stands for, e.g. [lightgcn]; see study.new_model_methods).
+META_KEYS = ("schema", "search_space", "backbones")
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 

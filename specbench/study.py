@@ -63,6 +63,35 @@ class Job:
         return f"{RUNS_DIR}/{self.dataset}/{self.backbone}/{self.method}/{self.seed}.json"
 
 
+def new_model_methods(catalogue: dict, backbones) -> list[Method]:
+    """A method for every plugin model (models/ or an entry point) that no catalogue entry names.
+
+    This is how a model file dropped into models/ reaches the tables and the leaderboard after one
+    ``snakemake``: it runs with its yaml's defaults and is tuned over its yaml's ``search_space``.
+    Backbones: the ``enum`` of a ``backbone`` setting in its schema (else its default backbone),
+    or, for a model without a ``backbone`` setting, its yaml's ``backbones`` list (default: mf).
+    """
+    from specbench.plugins import discover
+    named = set()
+    for entry in catalogue.values():
+        model = (entry or {}).get("model")
+        named.update(model.values() if isinstance(model, dict) else [model])
+    named.update(name for name, entry in catalogue.items() if not (entry or {}).get("model"))
+    methods = []
+    for name, entry in sorted(discover().items()):
+        if entry.source == "recbole" or name in named:
+            continue
+        defaults = entry.defaults()
+        if "backbone" in defaults:
+            supported = entry.meta("schema").get("backbone", {}).get("enum") or [defaults["backbone"]]
+            methods.append(Method(name=name, label=name, models={b: name for b in supported if b in backbones},
+                                  passes_backbone=True))
+        else:
+            fixed = entry.meta("backbones") or ["mf"]
+            methods.append(Method(name=name, label=name, models={b: name for b in fixed if b in backbones}))
+    return [m for m in methods if m.models]
+
+
 class Study:
     def __init__(self, config: dict, root: Path = Path(".")):
         self.config = config
@@ -78,6 +107,9 @@ class Study:
                 raise SpecbenchError(f"method {name!r} in the study's `methods` is not in {catalogue_file} "
                                      f"(known: {', '.join(sorted(catalogue))}); add an entry there")
             self.methods[name] = Method.from_catalogue(name, catalogue[name], backbones)
+        if config.get("new_models"):
+            for method in new_model_methods(catalogue, backbones):
+                self.methods.setdefault(method.name, method)
         self.backbones = backbones
         self.restrict = {m: list(b) for m, b in (config.get("restrict") or {}).items()}
         self.datasets = list(config.get("datasets", []))

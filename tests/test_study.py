@@ -65,3 +65,42 @@ def test_quick_study_restricts_directspec_to_mf():
     assert {(j.backbone, j.method) for j in study.jobs()} == {("mf", "BPR"), ("lightgcn", "BPR"), ("mf", "DirectSpecPlus")}
     with pytest.raises(SpecbenchError, match="has no 'ngcf' backbone"):
         study.spec("ml100k", "ngcf", "BPR", 0)
+
+
+NEW_MODEL = '''
+from recbole.model.general_recommender import BPR
+
+
+class MyBPR(BPR):
+    """A user's method: BPR under another name."""
+'''
+
+
+def test_a_model_dropped_into_models_joins_a_study_with_new_models(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    from specbench import plugins
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mybpr.py").write_text(NEW_MODEL)
+    (tmp_path / "models" / "MyBPR.yaml").write_text("embedding_size: 64\nsearch_space: {learning_rate: [0.001, 0.01]}\n")
+    monkeypatch.setenv("SPECBENCH_MODELS", f"{tmp_path / 'models'}:{REPO / 'models'}")
+    plugins._discover.cache_clear()
+    try:
+        config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+        assert "MyBPR" not in Study(config, root=REPO).methods  # off unless the study asks
+        study = Study({**config, "new_models": True}, root=REPO)
+        assert [(j.backbone, j.seed) for j in study.jobs() if j.method == "MyBPR"] == [("mf", s) for s in config["seeds"]]
+        assert study.trials("ml100k", "mf", "MyBPR") == [{"learning_rate": 0.001}, {"learning_rate": 0.01}]
+        # Models the catalogue already names (DirectSpec, DirectSpecPlus, ...) are not added twice.
+        assert not {"DirectSpec", "DirectSpecPlus"} & (set(study.methods) - set(config["methods"]))
+        study.validate()
+    finally:
+        plugins._discover.cache_clear()
+    # One `snakemake` plans its training, tuning and leaderboard rows.
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({**config, "new_models": True}))
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "--configfile",
+                          str(path)], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "results/runs/ml100k/mf/MyBPR/0.json" in out.stdout
+    assert "results/tuning/ml100k/mf/MyBPR/chosen.json" in out.stdout
