@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -110,6 +111,9 @@ def accuracy_time_figure(runs: list[dict], stem: Path, metric: str = "ndcg@20") 
     for ax, ds in zip(axes, datasets):
         sns.scatterplot(data=df[df["dataset"] == ds], x="seconds", y=metric, hue="model", style="model", s=70, ax=ax)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5, 10, 20, ... seconds
+        ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
         ax.set(title=ds, xlabel="training time (s, log)", ylabel=metric)
     _legend_below(fig, axes)
     fig.suptitle("Accuracy against training time", y=1.01)
