@@ -7,7 +7,7 @@ rule leaderboard:
     input:
         runs=study.run_paths(),
         chosen=[study.chosen_path(*key) for key in study.tuned_keys()],
-        published=str(Path(workflow.basedir) / "config" / "published.yaml"),
+        published=local(str(Path(workflow.basedir) / "config" / "published.yaml")),  # a repo file, never in storage
         figures=rules.report.output,
     output:
         table=multiext("results/leaderboard", ".csv", ".md"),

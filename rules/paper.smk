@@ -4,7 +4,7 @@
 
 rule paper:
     input:
-        tex=str(Path(workflow.basedir) / "paper" / "main.tex"),
+        tex=local(str(Path(workflow.basedir) / "paper" / "main.tex")),  # a repo file, never in storage
         report=rules.report.output,
     output:
         "results/paper.pdf",

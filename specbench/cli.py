@@ -42,7 +42,7 @@ def cmd_run(args):
     record = run(spec, Path(args.out))
     final = record["final"]["metrics"]
     print(f"{args.out}: epoch {record['final']['epoch']} recall@20={final.get('recall@20', float('nan')):.4f} "
-          f"ndcg@20={final.get('ndcg@20', float('nan')):.4f} erank={record['final']['spectrum']['erank']:.2f} "
+          f"ndcg@20={final.get('ndcg@20', float('nan')):.4f} erank={record['final']['spectrum'].get('erank', float('nan')):.2f} "
           f"({record['timing']['seconds_per_epoch']:.3f} s/epoch)")
 
 

@@ -245,7 +245,10 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
     train_matrix = built[train_split].inter_matrix(form="csr")
     test_matrix = built[eval_split].inter_matrix(form="csr")
 
+    t_setup = time.perf_counter()
     model = entry.cls(config, built[train_split]).to(device)
+    _sync(device)
+    setup_seconds = time.perf_counter() - t_setup  # a training-free model (a graph filter) fits here
     batch = settings["train_batch_size"]
     if batch > train_matrix.nnz:
         raise SpecbenchError(f"train_batch_size = {batch} is larger than the training data of {spec['dataset']} "
@@ -258,9 +261,15 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
     learner = str(settings["learner"]).lower()
     if learner not in OPTIMIZERS:
         raise SpecbenchError(f"learner must be one of {sorted(OPTIMIZERS)}, got {settings['learner']!r}")
-    optimizer = OPTIMIZERS[learner](model.parameters(), lr=float(settings["learning_rate"]),
-                                    weight_decay=float(settings["weight_decay"]))
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(settings["lr_decay"]))
+    epochs, eval_step = int(settings["epochs"]), int(settings["eval_step"])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        epochs = 0  # training-free: the model is fitted in __init__, evaluated once as epoch 0
+    optimizer = scheduler = None
+    if trainable:
+        optimizer = OPTIMIZERS[learner](trainable, lr=float(settings["learning_rate"]),
+                                        weight_decay=float(settings["weight_decay"]))
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(settings["lr_decay"]))
     evaluator = RankingEvaluator(train_matrix, test_matrix, ks=settings["topk"], device=device,
                                  scores_per_block=int(settings["eval_scores_per_block"]))
     user_field = config["USER_ID_FIELD"]
@@ -269,7 +278,6 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
     def score_users(users):
         return model.full_sort_predict(Interaction({user_field: users})).view(len(users), -1)
 
-    epochs, eval_step = int(settings["epochs"]), int(settings["eval_step"])
     checkpoint_every = int(settings["checkpoint_every"]) or eval_step
     checkpoint = Checkpoint(work_dir / "checkpoint.pt", config_hash)
     history, epochs_log, start_epoch, per_user_record = [], [], 1, {}
@@ -294,7 +302,7 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    if start_epoch == 1 and settings["eval_at_start"]:
+    if start_epoch == 1 and (settings["eval_at_start"] or epochs == 0):
         evaluate(0, None)  # the initial embeddings: where every spectrum curve starts
     for epoch in range(start_epoch, epochs + 1):
         if hasattr(model, "on_epoch_start"):
@@ -343,7 +351,8 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
         "history": history,
         "final": history[-1],
         "per_user": per_user_record,
-        "timing": {"seconds_per_epoch": float(np.mean(train_seconds)), "train_seconds": float(np.sum(train_seconds)),
+        "timing": {"seconds_per_epoch": float(np.mean(train_seconds)) if train_seconds else 0.0,
+                   "train_seconds": float(np.sum(train_seconds)), "setup_seconds": setup_seconds,
                    "eval_seconds": float(sum(h["eval_seconds"] for h in history)),
                    "wall_seconds": time.time() - wall_start, "steps_per_epoch": sampler.steps_per_epoch()},
         "memory": _peak_memory(device),

@@ -49,14 +49,18 @@ def uniformity(rows: torch.Tensor) -> float:
     return float(torch.logsumexp(-2 * d2, 0) - torch.log(torch.tensor(float(len(d2)), dtype=torch.float64)))
 
 
-def model_embeddings(model) -> tuple[torch.Tensor, torch.Tensor]:
+def model_embeddings(model) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The user and item representations a model scores with (RecBole's padding row 0 dropped).
 
-    A model may define ``scoring_embeddings()``; otherwise a no-argument ``forward()`` that
+    A model may define ``scoring_embeddings()`` (returning None when it scores without embeddings,
+    as the training-free graph filters do); otherwise a no-argument ``forward()`` that
     returns (users, items) (LightGCN-style) or ``user_embedding``/``item_embedding`` tables (MF).
     """
     if hasattr(model, "scoring_embeddings"):
-        users, items = model.scoring_embeddings()
+        pair = model.scoring_embeddings()
+        if pair is None:
+            return None
+        users, items = pair
     elif hasattr(model, "user_embedding") and hasattr(model, "item_embedding") and not _forward_takes_no_args(model):
         users, items = model.user_embedding.weight, model.item_embedding.weight
     else:
@@ -88,9 +92,13 @@ def spectrum_record(model, train_pairs: tuple[torch.Tensor, torch.Tensor] | None
     """Every diagnostic of the scoring embeddings, for the run JSON (``seconds`` is its own cost).
 
     ``train_pairs`` are (user, item) ids in RecBole's numbering (padding included) for alignment.
+    A model that scores without embeddings gets an empty record.
     """
     t0 = time.perf_counter()
-    users, items = (t.detach().float() for t in model_embeddings(model))
+    embeddings = model_embeddings(model)
+    if embeddings is None:
+        return {}
+    users, items = (t.detach().float() for t in embeddings)
     sv = {
         "joint": torch.linalg.svdvals(torch.cat([users, items])),
         "users": torch.linalg.svdvals(users), "items": torch.linalg.svdvals(items),

@@ -25,7 +25,7 @@ def summarise_trial(record: dict, metric: str) -> dict:
     best = max(trained, key=lambda h: h["metrics"][metric])
     return {"path": record["_path"], "settings": record["settings"], "best_epoch": best["epoch"],
             "best_value": best["metrics"][metric], "final_value": trained[-1]["metrics"][metric],
-            "erank_at_best": best["spectrum"]["erank"], "seconds_per_epoch": record["timing"]["seconds_per_epoch"]}
+            "erank_at_best": best["spectrum"].get("erank"), "seconds_per_epoch": record["timing"]["seconds_per_epoch"]}
 
 
 def select(trial_paths: list[Path], trial_params: list[dict], metric: str, select_epochs: bool, out: Path) -> dict:

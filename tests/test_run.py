@@ -70,3 +70,63 @@ def test_cuda_asked_for_without_a_gpu_is_an_error(tmp_path, spec_for):
         pytest.skip("this machine has a GPU")
     with pytest.raises(SpecbenchError, match="device 'cuda' was asked for"):
         run(spec_for("BPR", device="cuda"), tmp_path / "runs" / "x.json")
+
+
+POPULARITY_MODEL = '''
+import torch
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+
+
+class TrainFreePop(GeneralRecommender):
+    """Training-free: item popularity counted in __init__, no parameters."""
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        counts = torch.as_tensor(dataset.inter_matrix(form="csr").sum(0), dtype=torch.float64).view(-1)
+        ties = torch.arange(len(counts), dtype=torch.float64) / (len(counts) + 1)  # lower id first
+        self.register_buffer("popularity", (counts - ties).float())
+
+    def scoring_embeddings(self):
+        return None
+
+    def calculate_loss(self, interaction):
+        raise AssertionError("a training-free model is never trained")
+
+    def predict(self, interaction):
+        return self.popularity[interaction[self.ITEM_ID]]
+
+    def full_sort_predict(self, interaction):
+        return self.popularity.expand(len(interaction[self.USER_ID]), -1).reshape(-1)
+'''
+
+
+def test_a_training_free_model_is_evaluated_once_without_training(tmp_path, spec_for, ml100k_small, monkeypatch):
+    import numpy as np
+    from specbench import plugins
+    from tests.conftest import REPO, read_split
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "trainfree.py").write_text(POPULARITY_MODEL)
+    monkeypatch.setenv("SPECBENCH_MODELS", f"{tmp_path / 'models'}:{REPO / 'models'}")
+    plugins._discover.cache_clear()
+    try:
+        record = run(spec_for("TrainFreePop", epochs=5), tmp_path / "runs" / "pop.json")
+    finally:
+        plugins._discover.cache_clear()
+    assert [h["epoch"] for h in record["history"]] == [0] and record["epochs"] == []
+    assert record["final"]["spectrum"] == {} and record["timing"]["setup_seconds"] > 0
+    # Hand computation: rank unseen items by training count (ties: lowest RecBole id, i.e. first seen
+    # token in train then test), recall@20 = hits / |test| per user, mean over users.
+    train, test = (read_split(ml100k_small, "ml100k_small", s) for s in ("train", "test"))
+    train.columns = test.columns = ["user", "item"]
+    tokens = list(dict.fromkeys(list(train["item"]) + list(test["item"])))  # RecBole's id order
+    count = train["item"].value_counts().reindex(tokens, fill_value=0)
+    order = sorted(tokens, key=lambda t: (-count[t], tokens.index(t)))
+    recalls = []
+    for user, rows in test.groupby("user"):
+        seen = set(train.loc[train["user"] == user, "item"])
+        top = [t for t in order if t not in seen][:20]
+        truth = set(rows["item"])
+        recalls.append(len(truth & set(top)) / len(truth))
+    assert abs(record["final"]["metrics"]["recall@20"] - np.mean(recalls)) < 1e-6

@@ -87,7 +87,8 @@ def test_a_model_dropped_into_models_joins_a_study_with_new_models(tmp_path, mon
     plugins._discover.cache_clear()
     try:
         config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
-        assert "MyBPR" not in Study(config, root=REPO).methods  # off unless the study asks
+        assert "MyBPR" not in Study({**config, "new_models": False}, root=REPO).methods  # off unless the study asks
+        assert "MyBPR" in Study(config, root=REPO).methods  # the quick study asks
         study = Study({**config, "new_models": True}, root=REPO)
         assert [(j.backbone, j.seed) for j in study.jobs() if j.method == "MyBPR"] == [("mf", s) for s in config["seeds"]]
         assert study.trials("ml100k", "mf", "MyBPR") == [{"learning_rate": 0.001}, {"learning_rate": 0.01}]

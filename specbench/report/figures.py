@@ -67,7 +67,7 @@ def erank_figure(runs: list[dict], stem: Path) -> list[Path]:
     for ax, (ds, bb) in zip(axes, keys):
         part = df[(df["dataset"] == ds) & (df["backbone"] == bb)]
         sns.lineplot(data=part, x="epoch", y="erank", hue="label", errorbar="sd", marker="o", ax=ax)
-        dim = max(len(r["final"]["spectrum"]["singular_values"]) for r in runs if r["run"]["dataset"] == ds)
+        dim = max(len(r["final"]["spectrum"].get("singular_values", [])) for r in runs if r["run"]["dataset"] == ds)
         ax.axhline(dim, color="grey", ls=":", lw=1)
         ax.set(title=f"{ds} · {BACKBONE_NAMES.get(bb, bb)}", xlabel="epoch", ylabel=f"effective rank (max {dim})",
                ylim=(0, dim * 1.05))
@@ -82,6 +82,8 @@ def spectrum_figure(runs: list[dict], stem: Path) -> list[Path]:
     sns.set_theme(**STYLE)
     rows = []
     for r in runs:
+        if not r["final"]["spectrum"]:
+            continue  # a model that scores without embeddings (training-free filters)
         s = np.asarray(r["final"]["spectrum"]["singular_values"], dtype=float)
         for k, v in enumerate(s / s[0] if s[0] > 0 else s, start=1):
             rows.append({"dataset": r["run"]["dataset"], "backbone": r["run"]["backbone"],
@@ -132,7 +134,7 @@ def sensitivity_figure(trials: list[dict], stem: Path, x: str = "alpha", y: str 
             continue
         best = max((h for h in r["history"] if h["epoch"] > 0), key=lambda h: h["metrics"][metric])
         rows.append({"group": f"{r['run']['dataset']} · {_model_label(r['run']['backbone'], r['run'].get('label', r['run']['method']))}",
-                     x: s[x], y: s[y], metric: best["metrics"][metric], "erank": best["spectrum"]["erank"]})
+                     x: s[x], y: s[y], metric: best["metrics"][metric], "erank": best["spectrum"].get("erank", float("nan"))})
     df = pd.DataFrame(rows)
     groups = list(dict.fromkeys(df["group"])) if len(df) else []
     fig, axes = plt.subplots(max(1, len(groups)), 2, figsize=(10, 3.8 * max(1, len(groups))), squeeze=False)

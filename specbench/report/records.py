@@ -37,7 +37,7 @@ def final_metrics(runs: list[dict]) -> pd.DataFrame:
     for r in runs:
         row = {**{k: r["run"][k] for k in ("dataset", "backbone", "method", "seed")},
                "label": r["run"].get("label", r["run"]["method"]), "epoch": r["final"]["epoch"],
-               **r["final"]["metrics"], "erank": r["final"]["spectrum"]["erank"],
+               **r["final"]["metrics"], "erank": r["final"]["spectrum"].get("erank", float("nan")),
                "seconds_per_epoch": r["timing"]["seconds_per_epoch"]}
         rows.append(row)
     return pd.DataFrame(rows)
@@ -50,5 +50,5 @@ def history_frame(runs: list[dict]) -> pd.DataFrame:
         ident = {**{k: r["run"][k] for k in ("dataset", "backbone", "method", "seed")},
                  "label": r["run"].get("label", r["run"]["method"])}
         for h in r["history"]:
-            rows.append({**ident, "epoch": h["epoch"], **h["metrics"], "erank": h["spectrum"]["erank"]})
+            rows.append({**ident, "epoch": h["epoch"], **h["metrics"], "erank": h["spectrum"].get("erank", float("nan"))})
     return pd.DataFrame(rows)
