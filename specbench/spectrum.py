@@ -64,7 +64,10 @@ def model_embeddings(model) -> tuple[torch.Tensor, torch.Tensor] | None:
     elif hasattr(model, "user_embedding") and hasattr(model, "item_embedding") and not _forward_takes_no_args(model):
         users, items = model.user_embedding.weight, model.item_embedding.weight
     else:
-        users, items = model.forward()
+        pair = model.forward()
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            return None  # e.g. RecBole's Pop: no embeddings to diagnose
+        users, items = pair
     return users[1:], items[1:]
 
 

@@ -37,3 +37,12 @@ def spec_for(ml100k_small):
 
 def read_split(data_dir: Path, name: str, split: str) -> pd.DataFrame:
     return pd.read_csv(data_dir / name / f"{name}.{split}.inter", sep="\t", dtype=str)
+
+
+@pytest.fixture(scope="session")
+def popularity_metrics(ml100k_small, tmp_path_factory) -> dict:
+    """Final metrics of popularity ranking (RecBole's Pop, one counting epoch) on ``ml100k_small``:
+    the bar every trained baseline must clear."""
+    from specbench.run import run
+    out = tmp_path_factory.mktemp("pop") / "runs" / "pop.json"
+    return run(make_spec(ml100k_small, "Pop", epochs=1, eval_step=1, eval_at_start=False), out)["final"]["metrics"]

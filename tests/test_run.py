@@ -130,3 +130,10 @@ def test_a_training_free_model_is_evaluated_once_without_training(tmp_path, spec
         truth = set(rows["item"])
         recalls.append(len(truth & set(top)) / len(truth))
     assert abs(record["final"]["metrics"]["recall@20"] - np.mean(recalls)) < 1e-6
+
+
+def test_popularity_bar_is_popularity_ranking(popularity_metrics, tmp_path, spec_for):
+    # The bar baselines must beat is real popularity ranking, far above a random ranking.
+    random = run(spec_for("Random", epochs=1, eval_step=1, eval_at_start=False),
+                 tmp_path / "runs" / "random.json")["final"]["metrics"]
+    assert popularity_metrics["ndcg@20"] > 3 * random["ndcg@20"] > 0
