@@ -90,13 +90,25 @@ def git_state() -> dict:
 
 
 def device_info(device: torch.device) -> dict:
-    info = {"device": str(device), "hostname": socket.gethostname(), "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads()}
+    info = {"device": str(device), "hostname": socket.gethostname(), "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, gpu_memory_bytes=props.total_memory, cuda=torch.version.cuda,
                     driver=_nvidia_driver())
     return info
+
+
+def cpu_model() -> str:
+    """The processor's marketing name (Linux /proc/cpuinfo), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _nvidia_driver():

@@ -173,3 +173,48 @@ def test_concurrent_jobs_in_one_folder_do_not_collide(tmp_path, spec_for):
         assert json.loads(out.read_text())["final"]["epoch"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["runs"]
+
+
+def test_gpu_out_of_memory_names_the_setting_to_lower(tmp_path, spec_for, monkeypatch):
+    """An out-of-memory error in epoch 2 (raised as CUDA raises it) names the settings to lower and
+    keeps epoch 1's checkpoint for the rerun; no run JSON."""
+    import torch
+    from specbench import plugins
+    out = tmp_path / "results" / "runs" / "x.json"
+    cls = plugins.get_model("BPR").cls
+    epoch = {"now": 0}
+    original = cls.calculate_loss
+
+    def calculate_loss(self, interaction):
+        if epoch["now"] == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, interaction)
+
+    monkeypatch.setattr(cls, "on_epoch_start", lambda self, e: epoch.update(now=e), raising=False)
+    monkeypatch.setattr(cls, "calculate_loss", calculate_loss)
+    with pytest.raises(SpecbenchError) as err:
+        run(spec_for("BPR", epochs=3, checkpoint_every=1), out)
+    message = str(err.value)
+    assert "GPU out of memory in ml100k_small/mf/BPR seed 0" in message
+    assert "lower train_batch_size (now 512)" in message and "eval_scores_per_block" in message
+    assert not out.exists()
+    assert torch.load(work_dir_for(out) / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
+def test_snakemake_marks_a_diverged_job_failed_and_keeps_no_json(tmp_path):
+    """A run that diverges inside a real `snakemake` job: the job fails, the log says why, no JSON."""
+    config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    del config["tuning"]
+    config.update(methods=["BPR"], backbones=["mf"], seeds=[0], restrict={}, new_models=False,
+                  run_settings={**config["run_settings"], "epochs": 4, "learner": "sgd", "learning_rate": 1e30})
+    path = tmp_path / "diverge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    target = "results/runs/ml100k/mf/BPR/0.json"
+    result = subprocess.run([sys.executable, "-m", "snakemake", target, "-c1", "-s", str(REPO / "Snakefile"),
+                             "--configfile", str(path)], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert result.returncode != 0
+    assert "Error in rule train" in result.stdout + result.stderr
+    assert not (tmp_path / target).exists()
+    log = (tmp_path / "results" / "logs" / "ml100k" / "mf" / "BPR" / "0.log").read_text()
+    assert "training diverged" in log

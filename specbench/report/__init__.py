@@ -30,7 +30,8 @@ def build_report(run_paths: list[Path], out_dir: Path, ours: list[str] = (), abl
                                     "Ablation of DirectSpec(+): test accuracy, mean ± std over seeds.")
     written += write_frame(efficiency(runs), tables / "efficiency",
                            "Cost: seconds per epoch, epochs and training seconds to the best test nDCG@20 "
-                           "evaluation, total training seconds, peak memory (mean over seeds).")
+                           "evaluation, total training seconds, model build seconds (a training-free filter's fit), "
+                           "peak memory (mean over seeds).")
     written += erank_figure(main_runs, figures / "erank")
     written += spectrum_figure(main_runs, figures / "spectrum")
     written += accuracy_time_figure(main_runs, figures / "accuracy_time")

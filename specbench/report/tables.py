@@ -79,7 +79,7 @@ def efficiency(runs: list[dict]) -> pd.DataFrame:
     """Seconds per epoch, epochs and training time to the best evaluation, peak memory (mean over seeds)."""
     rows = []
     for r in runs:
-        trained = [h for h in r["history"] if h["epoch"] > 0]
+        trained = [h for h in r["history"] if h["epoch"] > 0] or r["history"]  # training-free: epoch 0 only
         best = max(trained, key=lambda h: h["metrics"].get("ndcg@20", 0.0))
         seconds = [e["seconds"] for e in r["epochs"]]
         rows.append({**{k: r["run"][k] for k in ("dataset", "backbone", "method", "seed")},
@@ -87,10 +87,12 @@ def efficiency(runs: list[dict]) -> pd.DataFrame:
                      "seconds_per_epoch": r["timing"]["seconds_per_epoch"], "epochs": len(seconds),
                      "best_epoch": best["epoch"], "train_seconds_to_best": float(np.sum(seconds[:best["epoch"]])),
                      "train_seconds": r["timing"]["train_seconds"],
+                     "setup_seconds": r["timing"].get("setup_seconds", np.nan),  # model build (a filter's fit)
                      "peak_memory_mb": max(r.get("memory", {}).values() or [0]) / 2**20,
                      "device": r.get("environment", {}).get("gpu") or r.get("environment", {}).get("device", "?")})
     df = pd.DataFrame(rows)
-    cols = ["seconds_per_epoch", "epochs", "best_epoch", "train_seconds_to_best", "train_seconds", "peak_memory_mb"]
+    cols = ["seconds_per_epoch", "epochs", "best_epoch", "train_seconds_to_best", "train_seconds", "setup_seconds",
+            "peak_memory_mb"]
     return df.groupby(ID + ["device"], sort=False)[cols].mean().reset_index()
 
 
