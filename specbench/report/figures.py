@@ -46,33 +46,55 @@ def _model_label(backbone, label):
     return f"{BACKBONE_NAMES.get(backbone, backbone)} · {label}"
 
 
-def _legend_below(fig, axes):
-    handles, labels = {}, {}
+def _by_final_erank(runs: list[dict]) -> list[str]:
+    """Method labels ordered from the most collapsed (lowest mean final effective rank) to the most
+    balanced, so every legend reads as the collapse story; methods without embeddings last."""
+    df = pd.DataFrame([{"label": r["run"].get("label", r["run"]["method"]),
+                        "erank": r["final"]["spectrum"].get("erank", np.nan)} for r in runs])
+    return list(df.groupby("label", sort=False)["erank"].mean().sort_values(na_position="last").index)
+
+
+def _palette(labels: list[str]) -> dict:
+    """One colour per method label, the same in every panel and figure of a report."""
+    colours = sns.color_palette("tab10" if len(labels) <= 10 else "tab20", len(labels))
+    return dict(zip(labels, colours))
+
+
+def _legend_below(fig, axes, order=None):
+    """One legend for all panels, below them (in ``order`` when given), clear of the x-axis labels."""
+    handles = {}
     for ax in axes:
         if ax.get_legend():
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
             ax.get_legend().remove()
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(4, len(handles)),
-               bbox_to_anchor=(0.5, -0.02 - 0.045 * (len(handles) // 4)), frameon=False)
+    labels = [x for x in order if x in handles] if order else list(handles)
+    ncol = min(4, len(labels)) or 1
+    rows = -(-len(labels) // ncol)
+    fig.legend([handles[x] for x in labels], labels, loc="upper center", ncol=ncol,
+               bbox_to_anchor=(0.5, 0.0), frameon=False, title=None)
+    return rows
 
 
 def erank_figure(runs: list[dict], stem: Path) -> list[Path]:
     """Effective rank of [E_U; E_I] against epoch, per (dataset, backbone), one line per method (band: seeds)."""
     sns.set_theme(**STYLE)
     df = history_frame(runs)
-    df["model"] = [_model_label(b, m) for b, m in zip(df["backbone"], df["label"])]
+    df = df[df["erank"].notna()]
+    order = [label for label in _by_final_erank(runs) if label in set(df["label"])]
+    palette = _palette(order)
     keys = list(dict.fromkeys(zip(df["dataset"], df["backbone"])))
     fig, axes = _panels(keys)
     for ax, (ds, bb) in zip(axes, keys):
         part = df[(df["dataset"] == ds) & (df["backbone"] == bb)]
-        sns.lineplot(data=part, x="epoch", y="erank", hue="label", errorbar="sd", marker="o", ax=ax)
+        sns.lineplot(data=part, x="epoch", y="erank", hue="label", hue_order=[x for x in order if x in set(part["label"])],
+                     palette=palette, errorbar="sd", marker="o", ax=ax)
         dim = max(len(r["final"]["spectrum"].get("singular_values", [])) for r in runs if r["run"]["dataset"] == ds)
         ax.axhline(dim, color="grey", ls=":", lw=1)
         ax.set(title=f"{ds} · {BACKBONE_NAMES.get(bb, bb)}", xlabel="epoch", ylabel=f"effective rank (max {dim})",
                ylim=(0, dim * 1.05))
-    _legend_below(fig, axes)
-    fig.suptitle("Effective rank of the embeddings during training", y=1.01)
+    _legend_below(fig, axes, order)
+    fig.suptitle("Effective rank of the embeddings during training (legend: lowest to highest final rank)", y=1.01)
     fig.tight_layout()
     return save(fig, stem)
 
@@ -89,14 +111,17 @@ def spectrum_figure(runs: list[dict], stem: Path) -> list[Path]:
             rows.append({"dataset": r["run"]["dataset"], "backbone": r["run"]["backbone"],
                          "label": r["run"].get("label", r["run"]["method"]), "k": k, "sigma": v})
     df = pd.DataFrame(rows)
+    order = [label for label in _by_final_erank(runs) if label in set(df["label"])]
+    palette = _palette(order)
     keys = list(dict.fromkeys(zip(df["dataset"], df["backbone"])))
     fig, axes = _panels(keys)
     for ax, (ds, bb) in zip(axes, keys):
-        sns.lineplot(data=df[(df["dataset"] == ds) & (df["backbone"] == bb)], x="k", y="sigma", hue="label",
-                     errorbar=None, ax=ax)
+        part = df[(df["dataset"] == ds) & (df["backbone"] == bb)]
+        sns.lineplot(data=part, x="k", y="sigma", hue="label", hue_order=[x for x in order if x in set(part["label"])],
+                     palette=palette, errorbar=None, ax=ax)
         ax.set_yscale("log")
         ax.set(title=f"{ds} · {BACKBONE_NAMES.get(bb, bb)}", xlabel="index k", ylabel="σ_k / σ_1")
-    _legend_below(fig, axes)
+    _legend_below(fig, axes, order)
     fig.suptitle("Singular-value spectrum at the end of training (flatter = more balanced)", y=1.01)
     fig.tight_layout()
     return save(fig, stem)
