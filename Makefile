@@ -44,6 +44,14 @@ sysdeps:
 test: venv sysdeps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 
+# Seconds per training epoch and peak memory of DirectSpec+ (MF/LightGCN x single tau/tau0-tau1) on
+# CiteULike and Gowalla at the published settings: results/bench/<device kind>-<host>.json.
+# `make bench DEVICE=cuda` times the same on a GPU; BENCH_ARGS passes more options (see --help).
+DEVICE        ?= cpu
+BENCH_THREADS ?= 1
+bench: venv
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/python -m specbench.bench --device $(DEVICE) $(BENCH_ARGS)
+
 envs/specbench.yaml: envs/requirements.txt specbench/envfile.py
 	$(PYTHON) specbench/envfile.py envs/requirements.txt > $@
 

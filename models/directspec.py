@@ -1,17 +1,28 @@
 """DirectSpec and DirectSpec+ (Peng, Sugiyama, Liu, Mine: "Balancing Embedding Spectrum for
 Recommendation", arXiv 2406.12032), on the MF and LightGCN backbones.
 
-One training step, per batch of B users and one positive item each (the reference samples
-users uniformly, train_sampler: users):
-  1. H_U, H_I from the backbone; Ĥ = row-normalised batch representations (B x d).
-  2. Spectrum balancing, users and items separately:
-       DirectSpec  (linear kernel):  H̃ = Ĥ − α ĤĤᵀĤ
-       DirectSpec+ (softmax kernel): H̃ = Ĥ − α softmax_row(T ⊙ ĤĤᵀ) Ĥ, with T = τ everywhere, or
-                   adaptive: T_ab = τ0 if a and b share a training neighbour, else τ1.
-  3. Optional rescale (shrink_norm = c > 0): h̃ ← h̃ · c‖h̃‖.
-  4. Loss: −mean log σ(h̃_uᵀ h̃_i) (positives only), plus reg · Σ(‖h̃_u‖² + ‖h̃_i‖²) / B.
-Scoring uses the raw representations (no steps 1–3). The adaptive form's co-interaction is
-computed per batch from the sparse training matrix (see backbones.CoInteraction).
+The reference code is tanatosuu/directspec (21e0ebe): directspec_mf.py, directspec_mf_adaptive.py,
+directspec_gcn.py, directspec_gcn_adaptive.py. One training step on B users, each with one
+training item (the harness's ``train_sampler: users``; the loss has no negatives):
+
+1. H_U, H_I = the backbone's rows for the batch (MF: the embeddings; LightGCN: S E with
+   S = Σ_{k≤K} Ã^k, computed sparsely by backbones.Encoder).
+2. Ĥ = each row divided by its L2 norm (B x d, users and items separately).
+3. Spectrum balancing, users and items separately (duplicates in the batch and the diagonal
+   take part, as in the reference):
+     DirectSpec  (linear kernel, the abstracts' all-pass filter):  H̃ = Ĥ − α ĤĤᵀĤ
+     DirectSpec+ (softmax kernel):  H̃ = Ĥ − α softmax_row(T ⊙ ĤĤᵀ) Ĥ,
+       T = τ everywhere, or (adaptive) T_ab = τ0 if a, b co-interact in training, else τ1.
+4. Rescale when shrink_norm = c > 0: h̃ ← h̃ · (c ‖h̃‖).
+5. Loss = −(1/B) Σ log σ(h̃_uᵀ h̃_i) + reg · Σ (‖h̃_u‖² + ‖h̃_i‖²) / B
+   (only directspec_gcn.py has the reg term; set reg: 0 for the other three scripts).
+Scoring uses the raw rows of step 1 (no steps 2–4): MF e_uᵀe_i; LightGCN (SE)_uᵀ(SE)_i, which
+ranks items as the reference's σ((SE)_uᵀ(SE)_i) does (σ is increasing; only ties where σ rounds
+to 1.0 in float32, scores above ~17, differ).
+
+The adaptive form's mask comes from _cointeraction.CoInteraction (B x B per batch, never dense
+|U|² or |I|²). ``sparse_grad`` gives the MF tables sparse gradients, so a step touches only the
+batch's rows instead of zeroing and updating whole tables; the SGD update is the same.
 """
 
 from __future__ import annotations
@@ -21,11 +32,12 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
-from backbones import CoInteraction, Encoder
+from _cointeraction import CoInteraction
+from backbones import Encoder
 
 
 def balance(h: torch.Tensor, alpha: float, kernel: str, temperature=None) -> torch.Tensor:
-    """H̃ = Ĥ − α K(Ĥ) Ĥ for row-normalised Ĥ (paper Eq. for DirectSpec / DirectSpec+).
+    """H̃ = Ĥ − α K(Ĥ) Ĥ for row-normalised Ĥ: K = ĤĤᵀ (linear) or softmax_row(T ⊙ ĤĤᵀ).
 
     ``temperature`` is a scalar τ or a B x B tensor T of per-pair multipliers (softmax kernel only).
     """
@@ -36,6 +48,19 @@ def balance(h: torch.Tensor, alpha: float, kernel: str, temperature=None) -> tor
     return h - alpha * (weights @ h)
 
 
+def shrink(h: torch.Tensor, c: float) -> torch.Tensor:
+    """h̃ ← h̃ · (c ‖h̃‖) per row; c = 0 leaves h̃ as it is (the reference's shrink_norm)."""
+    return h * (c * h.norm(dim=1, keepdim=True)) if c > 0 else h
+
+
+def positives_loss(hu: torch.Tensor, hi: torch.Tensor, reg: float = 0.0) -> torch.Tensor:
+    """−mean log σ(h_uᵀ h_i), plus reg · Σ(‖h_u‖² + ‖h_i‖²) / B when reg > 0."""
+    loss = -F.logsigmoid((hu * hi).sum(1)).mean()
+    if reg > 0:
+        loss = loss + reg * (hu.pow(2).sum() + hi.pow(2).sum()) / hu.shape[0]
+    return loss
+
+
 class _DirectSpec(GeneralRecommender):
     input_type = InputType.POINTWISE
     kernel = "softmax"
@@ -44,53 +69,69 @@ class _DirectSpec(GeneralRecommender):
         super().__init__(config, dataset)
         self.alpha = float(config["alpha"])
         self.tau = float(config["tau"])
-        self.tau0 = config["tau0"]
-        self.tau1 = config["tau1"]
+        self.tau0, self.tau1 = config["tau0"], config["tau1"]
         self.shrink_norm = float(config["shrink_norm"] or 0.0)
         self.reg = float(config["reg"] or 0.0)
+        if (self.tau0 is None) != (self.tau1 is None):
+            raise ValueError(f"set both tau0 and tau1 for the adaptive form, or neither (got tau0={self.tau0}, "
+                             f"tau1={self.tau1})")
+        self.adaptive = self.tau0 is not None
+        if self.adaptive and self.kernel != "softmax":
+            raise ValueError(f"tau0/tau1 weigh the softmax kernel of DirectSpecPlus; {type(self).__name__} "
+                             "uses the linear kernel: leave them unset")
         interactions = dataset.inter_matrix(form="csr").astype("float32")
         self.encoder = Encoder(self.n_users, self.n_items, int(config["embedding_size"]), interactions,
                                backbone=config["backbone"], n_layers=int(config["n_layers"]), init=config["init"])
-        self.adaptive = self.kernel == "softmax" and self.tau0 is not None and self.tau1 is not None
-        self.co_interaction = CoInteraction(interactions, self.device) if self.adaptive else None
+        self.co_interaction = CoInteraction(interactions) if self.adaptive else None
+        if self._sparse_grad(config):
+            self.encoder.user_embedding.sparse = self.encoder.item_embedding.sparse = True
+        self._scoring_cache = None
 
-    def scoring_embeddings(self):
-        return self.encoder()
+    def _sparse_grad(self, config) -> bool:
+        """``sparse_grad``: true/false, or auto = MF on CPU with plain SGD (no weight decay or clipping)."""
+        wanted = config["sparse_grad"]
+        if wanted != "auto":
+            return bool(wanted) and config["backbone"] == "mf"
+        plain_sgd = (str(config["learner"]).lower() == "sgd" and not config["weight_decay"]
+                     and not config["clip_grad_norm"])
+        return config["backbone"] == "mf" and torch.device(self.device).type == "cpu" and plain_sgd
 
-    def _temperature(self, pairs_fn, ids):
+    def _temperature(self, pairs, ids, h):
+        """τ, or the B x B matrix T (τ0 where the pair co-interacts, else τ1) in h's dtype and device."""
         if not self.adaptive:
             return self.tau
-        shared = pairs_fn(ids)
-        return torch.where(shared, float(self.tau0), float(self.tau1))
+        n = len(ids)  # filled on the device from Python scalars: no host-to-device copy per step
+        return h.new_full((n, n), float(self.tau1)).masked_fill_(pairs(ids), float(self.tau0))
 
     def balanced(self, users, items):
+        """Steps 1–4 for a batch: (h̃_u, h̃_i), B x d each."""
         hu, hi = self.encoder.encode(users, items)
         hu, hi = F.normalize(hu, dim=1), F.normalize(hi, dim=1)
-        hu = balance(hu, self.alpha, self.kernel, self._temperature(
-            self.co_interaction.user_pairs if self.adaptive else None, users))
-        hi = balance(hi, self.alpha, self.kernel, self._temperature(
-            self.co_interaction.item_pairs if self.adaptive else None, items))
-        if self.shrink_norm > 0:
-            hu = hu * (self.shrink_norm * hu.norm(dim=1, keepdim=True))
-            hi = hi * (self.shrink_norm * hi.norm(dim=1, keepdim=True))
-        return hu, hi
+        co = self.co_interaction
+        hu = balance(hu, self.alpha, self.kernel, self._temperature(co and co.user_pairs, users, hu))
+        hi = balance(hi, self.alpha, self.kernel, self._temperature(co and co.item_pairs, items, hi))
+        return shrink(hu, self.shrink_norm), shrink(hi, self.shrink_norm)
 
     def calculate_loss(self, interaction):
-        users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
-        hu, hi = self.balanced(users, items)
-        loss = -F.logsigmoid((hu * hi).sum(1)).mean()
-        if self.reg > 0:
-            loss = loss + self.reg * (hu.pow(2).sum() + hi.pow(2).sum()) / len(users)
-        return loss
+        return positives_loss(*self.balanced(interaction[self.USER_ID], interaction[self.ITEM_ID]), self.reg)
+
+    def scoring_embeddings(self):
+        """Raw (H_U, H_I) for scoring; reused across evaluation blocks while the tables are unchanged."""
+        if self.training or torch.is_grad_enabled():
+            return self.encoder()
+        weights = (self.encoder.user_embedding.weight, self.encoder.item_embedding.weight)
+        key = tuple((id(w), w._version) for w in weights)
+        if self._scoring_cache is None or self._scoring_cache[0] != key:
+            self._scoring_cache = (key, self.encoder())
+        return self._scoring_cache[1]
 
     def predict(self, interaction):
-        hu, hi = self.encoder.encode(interaction[self.USER_ID], interaction[self.ITEM_ID])
-        return (hu * hi).sum(1)
+        hu, hi = self.scoring_embeddings()
+        return (hu[interaction[self.USER_ID]] * hi[interaction[self.ITEM_ID]]).sum(1)
 
     def full_sort_predict(self, interaction):
-        users = interaction[self.USER_ID]
-        hu, hi = self.encoder()
-        return (hu[users] @ hi.t()).view(-1)
+        hu, hi = self.scoring_embeddings()
+        return (hu[interaction[self.USER_ID]] @ hi.t()).view(-1)
 
 
 class DirectSpecPlus(_DirectSpec):

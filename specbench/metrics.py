@@ -6,10 +6,13 @@ Per user u with test set T_u and hits h_K = |top-K ∩ T_u|:
 - ``ndcg@K``          = DCG@K / IDCG@K, IDCG over min(|T_u|, K) ideal hits (RecBole's and the paper's nDCG agree)
 - ``precision@K``     = h_K / K;  ``hit@K`` = [h_K > 0]
 - ``ref_recall@10`` / ``ref_ndcg@10``: compatibility only. The reference code's "@10" counts hits
-  in the top 11 positions (``k <= 10`` with 0-based k) but divides as a true @10 does; use these
-  only beside the reference's numbers.
-Test sets are sets: a duplicated test row counts once (the reference counts it twice in |T_u|;
-this matters only for Yelp, whose test file has 1,589 duplicate rows).
+  in the top 11 positions (``k <= 10`` with 0-based k) but divides as a true @10 does (by
+  min(|T_u|, 10) and IDCG@min(|T_u|, 10)), so it can exceed 1; use these only beside the
+  reference's numbers.
+Test sets are sets: a duplicated test row counts once, except in the ``ref_*`` metrics, whose
+|T_u| counts test rows as the reference does (``len(test_data[u])``; this matters only for Yelp,
+whose test file has 1,589 duplicate rows). ``test`` holds row counts, as RecBole's
+``inter_matrix`` sums duplicate rows.
 Means are over users with at least one test item.
 """
 
@@ -34,12 +37,16 @@ class RankingEvaluator:
                  scores_per_block: int = 2**24, exclude_items=(0,)):
         self.ks = tuple(sorted(set(int(k) for k in ks)))
         self.device = torch.device(device)
+        rows = np.asarray(test.tocsr().sum(axis=1)).ravel()  # test rows per user, duplicates included
         train, test = train.tocsr().astype(bool).astype(np.float32), test.tocsr().astype(bool).astype(np.float32)
         self.n_items = train.shape[1]
         self.users = torch.as_tensor(np.flatnonzero(np.diff(test.indptr) > 0), dtype=torch.long)
         self._train = _csr_to_torch(train, self.device)
         self._test = _csr_to_torch(test, self.device)
         self.n_test = torch.as_tensor(np.diff(test.indptr), dtype=torch.float32, device=self.device)
+        counts_rows = np.all(rows == np.round(rows)) and np.all(rows >= np.diff(test.indptr))
+        self.n_test_rows = torch.as_tensor(rows if counts_rows else np.diff(test.indptr), dtype=torch.float32,
+                                           device=self.device)
         self.block = max(1, scores_per_block // self.n_items)
         self.exclude_items = torch.as_tensor(list(exclude_items), dtype=torch.long, device=self.device)
         self.k_max = max(max(self.ks), COMPAT_REF_K + 1)
@@ -69,8 +76,9 @@ class RankingEvaluator:
         truth[row, col] = True
         return truth.gather(1, top).float()
 
-    def per_user(self, hits: torch.Tensor, n_test: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every metric for a block of users, from their hit matrix and test-set sizes."""
+    def per_user(self, hits: torch.Tensor, n_test: torch.Tensor, n_test_rows=None) -> dict[str, torch.Tensor]:
+        """Every metric for a block of users, from their hit matrix, test-set sizes and test-row counts."""
+        n_test_rows = n_test if n_test_rows is None else n_test_rows
         discount = 1.0 / torch.log2(torch.arange(hits.shape[1], device=hits.device, dtype=torch.float32) + 2.0)
         cum_discount = torch.cumsum(discount, 0)
         out = {}
@@ -85,7 +93,7 @@ class RankingEvaluator:
             out[f"hit@{k}"] = (n_hit > 0).float()
         # Reference-code compatibility (directspec_mf.py `cal_score`): hits and DCG over 11 positions
         # (`k <= 10`, 0-based), divided by min(|T_u|, 10) and IDCG@min(|T_u|, 10) as for a true @10.
-        p, ideal = COMPAT_REF_K + 1, torch.clamp(n_test, max=COMPAT_REF_K)
+        p, ideal = COMPAT_REF_K + 1, torch.clamp(n_test_rows, max=COMPAT_REF_K)
         out["ref_recall@10"] = hits[:, :p].sum(1) / ideal
         out["ref_ndcg@10"] = (hits[:, :p] * discount[:p]).sum(1) / cum_discount[ideal.long() - 1]
         return out
@@ -101,7 +109,7 @@ class RankingEvaluator:
         for start in range(0, len(self.users), self.block):
             users = self.users[start:start + self.block].to(self.device)
             top = self.topk(score_users(users), users)
-            values = self.per_user(self.hits(top, users), self.n_test[users])
+            values = self.per_user(self.hits(top, users), self.n_test[users], self.n_test_rows[users])
             for name, v in values.items():
                 sums[name] = sums.get(name, 0.0) + v.sum()
             for name in keep_per_user:

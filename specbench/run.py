@@ -212,11 +212,26 @@ class Checkpoint:
         random.setstate(state["random"])
 
 
-def _interaction(batch: dict, config):
+def batch_wrapper(config):
+    """A function turning the sampler's {user, item, neg_item} tensors into a RecBole Interaction."""
     from recbole.data.interaction import Interaction
     names = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"],
              "neg_item": config["NEG_PREFIX"] + config["ITEM_ID_FIELD"]}
-    return Interaction({names[k]: v for k, v in batch.items()})
+    return lambda batch: Interaction({names[k]: v for k, v in batch.items()})
+
+
+def train_epoch(model, sampler, optimizer, wrap, clip_grad_norm=None) -> torch.Tensor:
+    """One epoch of optimiser steps; returns the summed loss as a device tensor (no host sync here)."""
+    loss_sum = torch.zeros((), device=sampler.device)
+    for batch in sampler.epoch():
+        optimizer.zero_grad(set_to_none=True)
+        loss = _total_loss(model.calculate_loss(wrap(batch)))
+        loss.backward()
+        if clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip_grad_norm))
+        optimizer.step()
+        loss_sum += loss.detach()
+    return loss_sum
 
 
 def _total_loss(loss):
@@ -284,7 +299,7 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(settings["lr_decay"]))
     evaluator = RankingEvaluator(train_matrix, test_matrix, ks=settings["topk"], device=device,
                                  scores_per_block=int(settings["eval_scores_per_block"]))
-    user_field = config["USER_ID_FIELD"]
+    user_field, wrap = config["USER_ID_FIELD"], batch_wrapper(config)
     from recbole.data.interaction import Interaction
 
     def score_users(users):
@@ -322,15 +337,7 @@ def train_and_evaluate(spec: dict, work_dir: Path) -> dict:
         model.train()
         _sync(device)
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        for batch in sampler.epoch():
-            optimizer.zero_grad(set_to_none=True)
-            loss = _total_loss(model.calculate_loss(_interaction(batch, config)))
-            loss.backward()
-            if settings["clip_grad_norm"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(settings["clip_grad_norm"]))
-            optimizer.step()
-            loss_sum += loss.detach()
+        loss_sum = train_epoch(model, sampler, optimizer, wrap, settings["clip_grad_norm"])
         scheduler.step()
         mean_loss = float(loss_sum) / sampler.steps_per_epoch()  # one sync per epoch
         seconds = time.perf_counter() - t0

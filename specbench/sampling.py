@@ -3,8 +3,12 @@
 Two schemes, chosen by the ``train_sampler`` setting:
 - ``pairs``: every training row once per epoch in random order (RecBole's scheme), with
   ``neg_samples`` uniform negatives per row that are not among the user's training items.
-- ``users``: the DirectSpec reference scheme: per step, B users uniformly with replacement and
-  one of each user's training items uniformly; an epoch is floor(|train| / B) steps.
+- ``users``: the DirectSpec reference scheme (tanatosuu/directspec, ``sampling``): per step, B
+  users uniformly with replacement and, for each, one of its distinct training items uniformly;
+  an epoch is floor(|train| / B) steps, |train| counting every training row (a duplicated row
+  counts twice, as the reference counts the rows of train.csv; the entries of ``train`` are row
+  counts, as RecBole's ``inter_matrix`` sums duplicate rows).
+Nothing here reads a value back from the device, so a CUDA training loop never waits on the sampler.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ class TrainSampler:
                  device="cpu", seed: int = 0, first_item: int = 1):
         if scheme not in SCHEMES:
             raise SpecbenchError(f"train_sampler must be one of {SCHEMES}, got {scheme!r}")
-        train = train.tocsr()
+        train = sp.csr_matrix(train, copy=True)
+        train.sum_duplicates()  # one entry per (user, item): items are drawn among distinct ones
+        train.eliminate_zeros()
         self.device = torch.device(device)
         self.batch_size, self.scheme, self.neg_samples = int(batch_size), scheme, int(neg_samples)
         self.n_items, self.first_item = train.shape[1], first_item
@@ -31,8 +37,12 @@ class TrainSampler:
         self.rows = torch.as_tensor(coo.row, dtype=torch.long, device=self.device)
         self.cols = torch.as_tensor(coo.col, dtype=torch.long, device=self.device)
         self.n_rows = len(coo.row)
-        if self.batch_size <= 0 or self.batch_size > self.n_rows:
-            raise SpecbenchError(f"train_batch_size must lie in [1, {self.n_rows}] (the training rows), got {batch_size}")
+        counts = np.asarray(train.data)
+        whole = len(counts) and np.all(counts >= 1) and np.all(counts == np.round(counts))
+        self.n_train_rows = int(counts.sum()) if whole else self.n_rows  # duplicates included
+        if self.batch_size <= 0 or self.batch_size > self.n_train_rows:
+            raise SpecbenchError(f"train_batch_size must lie in [1, {self.n_train_rows}] (the training rows), "
+                                 f"got {batch_size}")
         self.indptr = torch.as_tensor(train.indptr, dtype=torch.long, device=self.device)
         self.indices = torch.as_tensor(train.indices, dtype=torch.long, device=self.device)
         self.active_users = torch.as_tensor(np.flatnonzero(np.diff(train.indptr) > 0), dtype=torch.long, device=self.device)
@@ -42,7 +52,7 @@ class TrainSampler:
 
     def steps_per_epoch(self) -> int:
         if self.scheme == "users":
-            return self.n_rows // self.batch_size
+            return self.n_train_rows // self.batch_size
         return -(-self.n_rows // self.batch_size)
 
     def _rand(self, n):
@@ -70,7 +80,9 @@ class TrainSampler:
                 yield self._batch(self.rows[idx], self.cols[idx])
         else:
             for _ in range(self.steps_per_epoch()):
-                users = self.active_users[(self._rand(self.batch_size) * len(self.active_users)).long()]
+                pick = torch.randint(len(self.active_users), (self.batch_size,), generator=self.generator,
+                                     device=self.device)
+                users = self.active_users[pick]
                 start, deg = self.indptr[users], self.indptr[users + 1] - self.indptr[users]
                 items = self.indices[start + (self._rand(self.batch_size) * deg).long()]
                 yield self._batch(users, items)

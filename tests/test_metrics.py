@@ -60,3 +60,58 @@ def test_blocks_do_not_change_the_result():
     assert whole.keys() == blocked.keys()
     for k in whole:
         assert math.isclose(whole[k], blocked[k], rel_tol=1e-6), k
+
+
+def hand_metrics(scores, train, test, ks):
+    """Every metric by its definition, one user at a time in plain Python (no shared code).
+
+    ``test`` holds test-row counts: sets for the standard metrics, rows for the reference's |T|."""
+    n_items = scores.shape[1]
+    per_user = {}
+    for u in range(scores.shape[0]):
+        truth = set(np.flatnonzero(test[u]))
+        if not truth:
+            continue
+        candidates = [i for i in range(1, n_items) if not train[u, i]]  # item 0 is padding
+        ranking = sorted(candidates, key=lambda i: -scores[u, i])
+        values = {}
+        for k in ks:
+            hits = [r for r in range(k) if ranking[r] in truth]
+            ideal = min(len(truth), k)
+            values[f"recall@{k}"] = len(hits) / len(truth)
+            values[f"recall_paper@{k}"] = len(hits) / ideal
+            values[f"ndcg@{k}"] = dcg(hits) / dcg(range(ideal))
+            values[f"precision@{k}"] = len(hits) / k
+            values[f"hit@{k}"] = float(len(hits) > 0)
+        # The reference's "@10": positions 0..10 (eleven), divided as a true @10.
+        hits11 = [r for r in range(11) if ranking[r] in truth]
+        ideal10 = min(int(test[u].sum()), 10)  # the reference's len(test_data[u]) counts duplicate rows
+        values["ref_recall@10"] = len(hits11) / ideal10
+        values["ref_ndcg@10"] = dcg(hits11) / dcg(range(ideal10))
+        for name, v in values.items():
+            per_user.setdefault(name, []).append(v)
+    return {name: float(np.mean(v)) for name, v in per_user.items()}
+
+
+def test_every_metric_equals_its_definition_on_a_random_example():
+    rng = np.random.default_rng(4)
+    n_users, n_items = 13, 40
+    train = rng.random((n_users, n_items)) < 0.15
+    test = (rng.random((n_users, n_items)) < 0.35) & ~train
+    train[:, 0] = test[:, 0] = False
+    test[0] = False  # a user without test items is not averaged
+    test[1, 1:] = ~train[1, 1:]  # a user whose every candidate is a test item: ref_recall@10 = 11/10
+    test = test.astype(float)
+    test[2] = 0.0
+    test[2, np.flatnonzero(~train[2, 1:])[:3] + 1] = [1.0, 2.0, 1.0]  # three test items, one in two rows
+    scores = rng.normal(size=(n_users, n_items))
+    scores[2, np.flatnonzero(test[2])] += 10.0  # ranked first: hits 3, |T| = 3, reference's |T| = 4
+    ev = RankingEvaluator(sp.csr_matrix(train.astype(float)), sp.csr_matrix(test), ks=(5, 10, 20))
+    got, per_user = ev.evaluate(lambda users: torch.as_tensor(scores, dtype=torch.float32)[users],
+                                keep_per_user=("ref_recall@10", "recall@10"))
+    expected = hand_metrics(scores, train, test, (5, 10, 20))
+    assert set(got) == set(expected)
+    for name in expected:
+        assert math.isclose(got[name], expected[name], rel_tol=1e-6), name
+    assert math.isclose(per_user["ref_recall@10"][0], 1.1, rel_tol=1e-6)  # the quirk can exceed 1
+    assert per_user["recall@10"][1] == 1.0 and math.isclose(per_user["ref_recall@10"][1], 3 / 4, rel_tol=1e-6)

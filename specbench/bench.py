@@ -1,0 +1,227 @@
+"""Training speed of DirectSpec+ (`make bench`): seconds per epoch and peak memory of the real harness path.
+
+For each dataset and variant (DirectSpec+ on MF and LightGCN, single τ and τ0/τ1) at the published
+settings of config/methods.yaml (methods DirectSpecPlusPublished and DirectSpecPlusAdaptive; batch
+256, floor(|train| / B) steps per epoch), a fresh process builds what ``specbench run`` builds (the
+RecBole dataset from atomic files, the model, the device sampler, the optimiser) and times
+``specbench.run.train_epoch``, the loop every run uses: one warm-up epoch, then ``repeats`` timed
+epochs (mean and spread). Where an epoch would take longer than ``max_epoch_seconds`` (LightGCN on a
+CPU), a probe sets a number of steps that fits, and the timed units are that many steps,
+extrapolated to a whole epoch (``extrapolated: true``, ``timed_steps``). The device is synchronised
+only around timed units. Peak memory: RSS of the process (CPU) after setup and after training;
+``torch.cuda.max_memory_allocated`` during training (GPU).
+
+Data: data/atomic/<ds> when prepared, else the mirror's <ds>/{train,test}.csv.gz ($SPECBENCH_DATA_MIRROR)
+written as atomic files to a scratch folder. Output: results/bench/<device kind>-<host>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {  # name -> (catalogue method, backbone)
+    "mf": ("DirectSpecPlusPublished", "mf"),
+    "mf-adaptive": ("DirectSpecPlusAdaptive", "mf"),
+    "lightgcn": ("DirectSpecPlusPublished", "lightgcn"),
+    "lightgcn-adaptive": ("DirectSpecPlusAdaptive", "lightgcn"),
+}
+DEFAULT_MIRROR = Path("/work/shared/datasets")
+
+
+def data_dir_for(dataset: str, prepared: Path, scratch: Path) -> Path:
+    """The folder holding <dataset>/<dataset>.{train,test}.inter: the prepared one, else made from the mirror."""
+    if all((prepared / dataset / f"{dataset}.{s}.inter").is_file() for s in ("train", "test")):
+        return prepared
+    import pandas as pd
+
+    from specbench.data import write_atomic
+    mirror = Path(os.environ.get("SPECBENCH_DATA_MIRROR") or DEFAULT_MIRROR) / dataset
+    splits = {s: pd.read_csv(mirror / f"{s}.csv.gz", dtype=str) for s in ("train", "test")}
+    write_atomic(scratch / dataset, dataset, splits, {"source": str(mirror)})
+    return scratch
+
+
+def variant_spec(dataset: str, variant: str, data_dir: Path, device: str) -> dict:
+    """The run spec a study would give this (dataset, variant), with the device set."""
+    from specbench.study import Study
+    method, backbone = VARIANTS[variant]
+    study = Study({"catalogue": str(ROOT / "config" / "methods.yaml"), "methods": [method],
+                   "backbones": [backbone], "datasets": [dataset], "data_dir": str(data_dir)}, root=ROOT)
+    spec = study.spec(dataset, backbone, method, 0)
+    spec["params"].update(device=device)
+    return spec
+
+
+class _Prefix:
+    """The first ``steps`` batches of a sampler's epoch (a timed unit shorter than an epoch)."""
+
+    def __init__(self, sampler, steps: int):
+        self.sampler, self.steps, self.device = sampler, steps, sampler.device
+
+    def epoch(self):
+        return itertools.islice(self.sampler.epoch(), self.steps)
+
+
+def time_variant(spec: dict, repeats: int, max_epoch_seconds: float, probe_steps: int = 10) -> dict:
+    """Build the harness objects for ``spec`` and time training; returns the measurements."""
+    import torch
+
+    from specbench.run import (OPTIMIZERS, batch_wrapper, recbole_config, resolve_device, train_epoch)
+    from specbench.sampling import TrainSampler
+    from specbench.validate import resolve_settings
+    entry, settings = resolve_settings(spec)
+    device = resolve_device(settings["device"])
+    from recbole.data import create_dataset
+    from recbole.utils import init_seed
+    with tempfile.TemporaryDirectory() as work:
+        config, splits = recbole_config(entry.cls, spec, settings, Path(work))
+    config["device"] = device
+    init_seed(int(spec["seed"]), True)
+    built = dict(zip(splits, create_dataset(config).build()))
+    train = built[splits[0]].inter_matrix(form="csr")
+    model = entry.cls(config, built[splits[0]]).to(device)
+    sampler = TrainSampler(train, settings["train_batch_size"], settings["train_sampler"], 0, device=device,
+                           seed=int(spec["seed"]))
+    optimizer = OPTIMIZERS[str(settings["learner"]).lower()](
+        [p for p in model.parameters() if p.requires_grad], lr=float(settings["learning_rate"]),
+        weight_decay=float(settings["weight_decay"]))
+    wrap, clip = batch_wrapper(config), settings["clip_grad_norm"]
+    steps = sampler.steps_per_epoch()
+    rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+    gpu_before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+
+    cpu_seconds = []
+
+    def timed(unit) -> float:
+        sync()
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss = train_epoch(model, unit, optimizer, wrap, clip)
+        float(loss)  # waits for the queued work, as the harness does once per epoch
+        cpu_seconds.append(time.process_time() - c0)
+        return time.perf_counter() - t0
+
+    model.train()
+    probe = timed(_Prefix(sampler, probe_steps)) / probe_steps
+    if probe * steps <= max_epoch_seconds:
+        unit_steps, warmup = steps, timed(sampler)
+    else:
+        unit_steps, warmup = max(probe_steps, int(max_epoch_seconds / probe)), None
+    unit = sampler if unit_steps == steps else _Prefix(sampler, unit_steps)
+    per_epoch = [timed(unit) * steps / unit_steps for _ in range(repeats)]
+    out = {
+        "dataset": spec["dataset"], "method": spec["method"], "backbone": spec["backbone"],
+        "adaptive": settings.get("tau0") is not None,
+        "settings": {k: settings.get(k) for k in ("learning_rate", "lr_decay", "alpha", "tau", "tau0", "tau1",
+                                                  "shrink_norm", "reg", "train_batch_size", "embedding_size",
+                                                  "n_layers", "learner", "sparse_grad")},
+        "sparse_gradients": bool(getattr(getattr(model, "encoder", None), "user_embedding", None) is not None
+                                 and model.encoder.user_embedding.sparse),
+        "users": int(train.shape[0] - 1), "items": int(train.shape[1] - 1), "train_rows": sampler.n_train_rows,
+        "steps_per_epoch": steps, "timed_steps": unit_steps, "extrapolated": unit_steps != steps,
+        "repeats": repeats, "warmup_epoch_seconds": warmup, "probe_seconds_per_step": probe,
+        "seconds_per_epoch": float(np.mean(per_epoch)), "seconds_per_epoch_std": float(np.std(per_epoch, ddof=1))
+        if repeats > 1 else 0.0, "seconds_per_epoch_min": float(np.min(per_epoch)),
+        "seconds_per_epoch_max": float(np.max(per_epoch)), "seconds_per_epoch_all": per_epoch,
+        # CPU time of this process per epoch: on a busy machine closer to what a quiet one takes (one thread).
+        "cpu_seconds_per_epoch": float(np.mean(cpu_seconds[-repeats:])) * steps / unit_steps,
+        "peak_rss_bytes_after_setup": rss_setup,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+    if device.type == "cuda":
+        out.update(gpu_bytes_before_training=gpu_before, peak_gpu_bytes=torch.cuda.max_memory_allocated(device))
+    return out
+
+
+def hardware(device: str) -> dict:
+    import torch
+
+    from specbench.run import device_info, git_state, package_versions, resolve_device
+    info = device_info(resolve_device(device))
+    info.pop("hostname", None)
+    return {**info, "host": socket.gethostname(), "torch_threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "packages": package_versions(), "git": git_state()}
+
+
+def device_kind(info: dict) -> str:
+    name = info.get("gpu") or "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def run_child(dataset: str, variant: str, data_dir: Path, args) -> dict:
+    """One (dataset, variant) in a fresh interpreter, so that its peak RSS is its own."""
+    cmd = [sys.executable, "-m", "specbench.bench", "--one", dataset, variant, "--data-dir", str(data_dir),
+           "--device", args.device, "--repeats", str(args.repeats), "--max-epoch-seconds", str(args.max_epoch_seconds)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"bench of {dataset}/{variant} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="specbench.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--datasets", nargs="+", default=["citeulike", "gowalla"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--repeats", type=int, default=3, help="timed epochs (or step chunks) after the warm-up")
+    ap.add_argument("--max-epoch-seconds", type=float, default=60.0,
+                    help="longer epochs are timed on a prefix of steps and extrapolated")
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "data" / "atomic", help="prepared atomic datasets")
+    ap.add_argument("--out", type=Path, default=None, help="default: results/bench/<device kind>-<host>.json")
+    ap.add_argument("--one", nargs=2, metavar=("DATASET", "VARIANT"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        spec = variant_spec(args.one[0], args.one[1], args.data_dir, args.device)
+        print(json.dumps(time_variant(spec, args.repeats, args.max_epoch_seconds)))
+        return 0
+    from specbench.atomic_io import atomic_write_text
+    info = hardware(args.device)
+    out = args.out or ROOT / "results" / "bench" / f"{device_kind(info)}-{info['host']}.json"
+    load_before, started, results = os.getloadavg(), time.time(), []
+    with tempfile.TemporaryDirectory(prefix="specbench-bench-") as scratch:
+        for ds in args.datasets:
+            data_dir = data_dir_for(ds, args.data_dir, Path(scratch))
+            for variant in args.variants:
+                row = {"variant": variant, **run_child(ds, variant, data_dir, args),
+                       "data": "prepared atomic files" if data_dir == args.data_dir else "mirror csv.gz"}
+                results.append(row)
+                print(f"{ds:10s} {variant:18s} {row['seconds_per_epoch']:8.3f} s/epoch "
+                      f"(±{row['seconds_per_epoch_std']:.3f}; CPU time {row['cpu_seconds_per_epoch']:.3f} s; "
+                      f"{row['steps_per_epoch']} steps"
+                      f"{', extrapolated from ' + str(row['timed_steps']) + ' steps' if row['extrapolated'] else ''}) "
+                      f"peak RSS {row['peak_rss_bytes'] / 2**20:.0f} MiB"
+                      + (f", peak GPU {row['peak_gpu_bytes'] / 2**20:.0f} MiB" if 'peak_gpu_bytes' in row else ""),
+                      flush=True)
+    record = {"schema": 1, "what": "seconds per training epoch of DirectSpec+ (specbench.run.train_epoch), "
+                                   "published settings, batch 256, floor(|train|/B) steps per epoch",
+              "hardware": info, "load_average_before": load_before, "load_average_after": os.getloadavg(),
+              "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+              "wall_seconds": time.time() - started,
+              "options": {"repeats": args.repeats, "max_epoch_seconds": args.max_epoch_seconds},
+              "results": results}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

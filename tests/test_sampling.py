@@ -1,0 +1,95 @@
+"""The training samplers (specbench/sampling.py) against their definitions, statistically where they
+are random. Tolerances come from the sampling distributions: a correct sampler fails a check with
+probability below 1e-6 (chi-square and binomial tail bounds), and the seed is fixed."""
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy import stats
+
+from specbench.sampling import TrainSampler
+
+P_FAIL = 1e-6
+
+
+def skewed_matrix(n_items=40):
+    """Row 0 is RecBole's padding; user u (1..20) has u distinct items; user 21 has none; one duplicated row."""
+    n_users = 22
+    rows, cols = [], []
+    rng = np.random.default_rng(0)
+    for u in range(1, 21):
+        items = rng.choice(np.arange(1, n_items), size=u, replace=False)
+        rows += [u] * u
+        cols += list(items)
+    rows.append(5), cols.append(cols[rows.index(5)])  # user 5's first item twice (two rows in train)
+    m = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_users, n_items)).tocsr()  # sums the duplicate
+    return m, len(rows)
+
+
+def test_user_sampler_epoch_is_floor_of_training_rows_over_batch():
+    m, n_rows = skewed_matrix()
+    assert n_rows == sum(range(1, 21)) + 1
+    for batch in (7, 16, 211):
+        sampler = TrainSampler(m, batch, "users")
+        assert sampler.steps_per_epoch() == n_rows // batch
+        assert sum(1 for _ in sampler.epoch()) == n_rows // batch
+        assert all(len(b["user"]) == batch and len(b["item"]) == batch for b in sampler.epoch())
+
+
+def test_users_are_uniform_with_replacement_and_items_uniform_per_user():
+    m, _ = skewed_matrix()
+    batch, n_batches = 10, 3000
+    sampler = TrainSampler(m, batch, "users", seed=1)
+    users, items, with_repeat = [], [], 0
+    it = iter(())
+    for _ in range(n_batches):
+        b = next(it, None)
+        if b is None:
+            it = iter(sampler.epoch())
+            b = next(it)
+        u, i = b["user"].numpy(), b["item"].numpy()
+        users.append(u), items.append(i)
+        with_repeat += len(set(u.tolist())) < batch
+    users, items = np.concatenate(users), np.concatenate(items)
+    dense = m.toarray()
+    assert np.all(dense[users, items] > 0)  # every draw is a training pair
+    assert set(users) == set(range(1, 21))  # never the padding user 0 nor the user without items
+
+    # Users: uniform over the 20 users with training items, whatever their degree.
+    counts = np.bincount(users, minlength=21)[1:]
+    chi2 = stats.chisquare(counts).statistic
+    assert chi2 < stats.chi2.ppf(1 - P_FAIL, df=19)
+    # Items given the user: uniform over the user's distinct items (the duplicated row counts once).
+    stat, dof = 0.0, 0
+    for u in range(1, 21):
+        own = np.flatnonzero(dense[u])
+        if len(own) > 1:
+            c = np.array([(items[users == u] == i).sum() for i in own])
+            stat += stats.chisquare(c).statistic
+            dof += len(own) - 1
+    assert stat < stats.chi2.ppf(1 - P_FAIL, df=dof)
+    # With replacement: a batch of 10 among 20 users repeats someone with probability 1 - 20!/(10! 20^10).
+    p_repeat = 1 - math.perm(20, batch) / 20 ** batch
+    lo, hi = stats.binom.ppf([P_FAIL / 2, 1 - P_FAIL / 2], n_batches, p_repeat)
+    assert lo <= with_repeat <= hi
+
+
+def test_same_seed_same_batches():
+    m, _ = skewed_matrix()
+    a = [b["item"] for b in TrainSampler(m, 8, "users", seed=3).epoch()]
+    b = [b["item"] for b in TrainSampler(m, 8, "users", seed=3).epoch()]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_pair_sampler_visits_every_row_once_with_negatives_outside_training():
+    m, _ = skewed_matrix(n_items=2000)  # 8 rejection rounds leave a clash with probability < (20/1999)^9
+    sampler = TrainSampler(m, 16, "pairs", neg_samples=1, seed=2)
+    seen = []
+    for b in sampler.epoch():
+        seen += list(zip(b["user"].tolist(), b["item"].tolist()))
+        assert np.all(m.toarray()[b["user"].numpy(), b["neg_item"].numpy()] == 0)
+        assert np.all(b["neg_item"].numpy() >= 1)
+    assert sorted(seen) == sorted(zip(*m.nonzero()))
+    assert sampler.steps_per_epoch() == math.ceil(m.nnz / 16)
