@@ -1,4 +1,4 @@
-"""The ``specbench`` command: prepare data, run one job, build the report, list models."""
+"""The ``specbench`` command: fetch and prepare data, run one job, build the report, list models."""
 
 from __future__ import annotations
 
@@ -46,11 +46,31 @@ def cmd_run(args):
           f"({record['timing']['seconds_per_epoch']:.3f} s/epoch)")
 
 
+def cmd_fetch(args):
+    from specbench.datasets import FetchOptions, fetch, load_catalog, resolve_mirror
+    catalog = load_catalog(args.catalog)
+    ds = catalog.get(args.dataset)
+    opts = FetchOptions(retries=args.retries, backoff=args.backoff, timeout=args.timeout)
+    record = json.loads(fetch(ds, Path(args.raw), resolve_mirror(args.mirror, catalog), opts).read_text())
+    for entry in record["files"].values():
+        rows = f"{entry['rows']:,} rows, " if entry["rows"] is not None else ""
+        print(f"{Path(args.raw) / ds.name / entry['file']}: {rows}sha256 {entry['sha256']} (from {entry['source']})")
+
+
 def cmd_prepare(args):
-    from specbench.data import prepare_ml100k
-    if args.dataset != "ml100k":
-        raise SpecbenchError(f"unknown dataset {args.dataset!r} for prepare (known: ml100k)")
-    print(prepare_ml100k(Path(args.out) / args.dataset, args.test_fraction, args.seed))
+    from specbench.data import prepare
+    from specbench.datasets import load_catalog
+    ds = load_catalog(args.catalog).get(args.dataset)
+    stats_path = prepare(ds, Path(args.raw), Path(args.out), args.test_fraction, args.seed)
+    stats = json.loads(stats_path.read_text())
+    print(f"{stats_path}: {stats['users']:,} users, {stats['items']:,} items, train {stats['train_rows']:,} rows, "
+          f"test {stats['test_rows']:,} rows")
+
+
+def cmd_datasets_table(args):
+    from specbench.report.datasets import write_datasets_table
+    for path in write_datasets_table([Path(p) for p in args.stats], Path(args.out)):
+        print(path)
 
 
 def cmd_carve_valid(args):
@@ -115,12 +135,30 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_select)
 
-    p = sub.add_parser("prepare", help="write a dataset's RecBole atomic files and stats.json")
-    p.add_argument("dataset")
+    p = sub.add_parser("fetch", help="download or copy a dataset's files into data/raw/<ds>/, checking every checksum")
+    p.add_argument("dataset", help="a name in config/datasets.yaml")
+    p.add_argument("--catalog", help="the dataset catalogue (default: config/datasets.yaml of this checkout)")
+    p.add_argument("--raw", default="data/raw", help="where data/raw/<ds>/ goes")
+    p.add_argument("--mirror", help="a folder laid out like the catalogue's mirror paths (else $SPECBENCH_DATA_MIRROR, "
+                                   "else the catalogue's mirror; files missing there are downloaded)")
+    p.add_argument("--retries", type=int, default=3, help="download attempts per file")
+    p.add_argument("--backoff", type=float, default=1.0, help="seconds before the 2nd attempt, doubling after")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds without data before an attempt fails")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("prepare", help="write a fetched dataset's RecBole atomic files and stats.json")
+    p.add_argument("dataset", help="a name in config/datasets.yaml")
+    p.add_argument("--catalog", help="the dataset catalogue (default: config/datasets.yaml of this checkout)")
+    p.add_argument("--raw", default="data/raw", help="where `specbench fetch` put data/raw/<ds>/")
     p.add_argument("--out", default="data/atomic")
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--test-fraction", type=float, help="per-user test share (datasets split here only)")
+    p.add_argument("--seed", type=int, help="split seed (datasets split here only)")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("datasets-table", help="the dataset statistics table from prepared stats.json files")
+    p.add_argument("stats", nargs="+", help="data/atomic/<ds>/stats.json files, in table order")
+    p.add_argument("--out", default="results/tables/datasets", help="path stem: writes <stem>.csv, .md and .tex")
+    p.set_defaults(func=cmd_datasets_table)
 
     p = sub.add_parser("report", help="tables and figures from run JSONs")
     p.add_argument("runs", nargs="+")

@@ -1,8 +1,12 @@
 """Interaction data as RecBole atomic files: fixed splits written once, read by every run.
 
 Layout: ``data/atomic/<ds>/<ds>.<split>.inter`` (tab-separated ``user_id:token``,
-``item_id:token``) plus ``data/atomic/<ds>/stats.json``. Splits are ``train`` and ``test``,
-and ``valid`` only when carved from train (never from test).
+``item_id:token``) plus ``data/atomic/<ds>/stats.json``. Splits are ``train`` and ``test`` (the
+evaluation split), and ``valid`` only when carved from train (never from test). ``prepare``
+makes them from the files ``specbench fetch`` put in ``data/raw/<ds>/`` (specbench/datasets.py):
+the authors' fixed split as published, or a per-user random split made here (MovieLens-100k).
+
+Duplicates are kept as published and only counted in stats.json (see DUPLICATES_POLICY).
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ from specbench.errors import SpecbenchError
 
 HEADER = "user_id:token\titem_id:token\n"
 RECBOLE_ML100K = "recbole/dataset_example/ml-100k/ml-100k.inter"
+DUPLICATES_POLICY = (
+    "Rows are kept as published; duplicates are counted, not removed. RecBole's inter_matrix adds "
+    "repeated (user, item) rows into one nonzero (scipy sums duplicates when it builds the CSR matrix), "
+    "and specbench's training sampler, LightGCN graph and evaluator use the distinct pairs (the "
+    "evaluator casts to bool): a repeated row changes neither training nor metrics, and |test_u| counts "
+    "distinct test items. A pair in both train and test is a training item at evaluation time: it is "
+    "masked from the ranking, so it can never be a hit, but it still counts in the user's test set.")
 
 
 def recbole_ml100k_path() -> Path:
@@ -56,8 +67,18 @@ def split_per_user(df: pd.DataFrame, test_fraction: float, seed: int) -> dict[st
     return {"train": by_user(shuffled[~is_test]), "test": by_user(shuffled[is_test])}
 
 
+def _pairs(df: pd.DataFrame) -> pd.DataFrame:
+    return df[["user", "item"]].drop_duplicates()
+
+
 def split_stats(splits: dict[str, pd.DataFrame]) -> dict:
-    """Counts that describe a prepared dataset (written to stats.json)."""
+    """Counts that describe a prepared dataset (written to stats.json).
+
+    users/items: distinct ids over all splits; interactions: rows (duplicates kept); density:
+    interactions / (users x items). Per split: rows, distinct (user, item) pairs, duplicate rows
+    (= rows - distinct pairs), users, items. With train and test: pairs in both, test users and
+    items never seen in train.
+    """
     full = pd.concat(splits.values(), ignore_index=True)
     n_users, n_items = full["user"].nunique(), full["item"].nunique()
     stats = {"users": int(n_users), "items": int(n_items), "interactions": int(len(full)),
@@ -66,30 +87,65 @@ def split_stats(splits: dict[str, pd.DataFrame]) -> dict:
         stats[f"{name}_rows"] = int(len(part))
         stats[f"{name}_duplicate_rows"] = int(part.duplicated().sum())
     if "train" in splits and "test" in splits:
-        pairs = lambda d: set(zip(d["user"], d["item"]))  # noqa: E731
-        stats["train_test_overlap_pairs"] = len(pairs(splits["train"]) & pairs(splits["test"]))
+        train, test = splits["train"], splits["test"]
+        stats["train_test_overlap_pairs"] = int(len(_pairs(train).merge(_pairs(test), on=["user", "item"])))
+        stats["test_users_not_in_train"] = int((~test["user"].drop_duplicates().isin(train["user"])).sum())
+        stats["test_items_not_in_train"] = int((~test["item"].drop_duplicates().isin(train["item"])).sum())
+    stats["distinct_pairs"] = int(len(_pairs(full)))
+    for name, part in splits.items():
+        stats[f"{name}_distinct_pairs"] = int(len(_pairs(part)))
+        stats[f"{name}_users"], stats[f"{name}_items"] = int(part["user"].nunique()), int(part["item"].nunique())
     return stats
 
 
-def write_atomic(out_dir: Path, name: str, splits: dict[str, pd.DataFrame], extra_stats: dict | None = None) -> Path:
-    """Write <name>.<split>.inter files and stats.json; each file appears whole or not at all."""
+def write_atomic(out_dir: Path, name: str, splits: dict[str, pd.DataFrame], extra_stats: dict | None = None,
+                 stats: dict | None = None) -> Path:
+    """Write <name>.<split>.inter files and stats.json (last); each file appears whole or not at all."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, part in splits.items():
         body = part[["user", "item"]].astype(str).to_csv(sep="\t", header=False, index=False)
         atomic_write_text(out_dir / f"{name}.{split}.inter", HEADER + body)
-    stats = {"dataset": name, **split_stats(splits), **(extra_stats or {})}
+    stats = {"dataset": name, **(stats if stats is not None else split_stats(splits)), **(extra_stats or {})}
     stats_path = out_dir / "stats.json"
     atomic_write_text(stats_path, json.dumps(stats, indent=2) + "\n")
     return stats_path
 
 
-def prepare_ml100k(out_dir: Path, test_fraction: float = 0.2, seed: int = 2024) -> Path:
-    """MovieLens-100k from the recbole wheel, split per user 80/20 with a fixed seed."""
-    src = recbole_ml100k_path()
-    splits = split_per_user(read_recbole_inter(src), test_fraction, seed)
-    return write_atomic(Path(out_dir), "ml100k", splits,
-                        {"source": str(src), "split": {"test_fraction": test_fraction, "seed": seed}})
+def _check_expected(ds, stats: dict) -> None:
+    for key in ("users", "items"):
+        want = ds.expect.get(key)
+        if want is not None and stats[key] != want:
+            raise SpecbenchError(f"{ds.name}: train + test hold {stats[key]:,} distinct {key}, expected {want:,} "
+                                 f"(datasets.{ds.name}.expect.{key} in config/datasets.yaml); nothing was written")
+
+
+def prepare(ds, raw_root: Path, out_root: Path, test_fraction: float | None = None, seed: int | None = None) -> Path:
+    """RecBole atomic files and stats.json for a fetched dataset (a ``specbench.datasets.Dataset``).
+
+    A fixed split is written as published (train, and test as the evaluation split); a dataset
+    with a ``{test_fraction, seed}`` split is split per user here (``test_fraction``/``seed``
+    override the catalogue's). Every input is read and checked before anything is written.
+    """
+    from specbench.datasets import fetched_files, read_pairs
+    if ds.fixed_split and (test_fraction is not None or seed is not None):
+        raise SpecbenchError(f"{ds.name} has the authors' fixed split: --test-fraction/--seed apply only to "
+                             f"datasets split here ({ds.name}.split in config/datasets.yaml)")
+    files = fetched_files(ds, raw_root)
+    if ds.fixed_split:
+        splits = {key: read_pairs(data, str(path), ds.files[key].rows, ds.id_space)
+                  for key, (path, data) in files.items()}
+        split = "fixed"
+    else:
+        split = {"test_fraction": ds.split["test_fraction"] if test_fraction is None else test_fraction,
+                 "seed": ds.split["seed"] if seed is None else seed}
+        path, _ = files["interactions"]
+        splits = split_per_user(read_recbole_inter(path), split["test_fraction"], split["seed"])
+    stats = split_stats(splits)
+    _check_expected(ds, stats)
+    record = json.loads((Path(raw_root) / ds.name / "fetched.json").read_text())
+    extra = {"title": ds.title, "split": split, "sources": record["files"], "duplicates_policy": DUPLICATES_POLICY}
+    return write_atomic(Path(out_root) / ds.name, ds.name, splits, extra, stats)
 
 
 def atomic_files(data_dir: Path, name: str, splits=("train", "test")) -> list[Path]:
@@ -100,8 +156,6 @@ def atomic_files(data_dir: Path, name: str, splits=("train", "test")) -> list[Pa
         raise SpecbenchError(f"dataset {name!r} is not prepared: missing {', '.join(missing)}. "
                              f"Run `snakemake {Path(data_dir) / name / 'stats.json'}` first.")
     return paths
-
-
 
 
 def carve_validation(data_dir: Path, name: str, fraction: float = 0.1, seed: int = 2024) -> Path:
