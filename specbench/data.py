@@ -23,12 +23,14 @@ from specbench.errors import SpecbenchError
 HEADER = "user_id:token\titem_id:token\n"
 RECBOLE_ML100K = "recbole/dataset_example/ml-100k/ml-100k.inter"
 DUPLICATES_POLICY = (
-    "Rows are kept as published; duplicates are counted, not removed. RecBole's inter_matrix adds "
-    "repeated (user, item) rows into one nonzero (scipy sums duplicates when it builds the CSR matrix), "
-    "and specbench's training sampler, LightGCN graph and evaluator use the distinct pairs (the "
-    "evaluator casts to bool): a repeated row changes neither training nor metrics, and |test_u| counts "
-    "distinct test items. A pair in both train and test is a training item at evaluation time: it is "
-    "masked from the ranking, so it can never be a hit, but it still counts in the user's test set.")
+    "Rows are kept as published; duplicates are counted here, not removed. RecBole keeps every row and "
+    "its inter_matrix sums repeated (user, item) rows into one entry holding the count. specbench "
+    "trains on the distinct pairs (the DirectSpec 'users' sampler draws among a user's distinct items, "
+    "but its epoch of floor(rows / batch) steps counts every row, as the reference does), the LightGCN "
+    "graphs use distinct pairs, and recall/ndcg treat a test set as a set (|test_u| = distinct items); "
+    "only the ref_* metrics count test rows, as the reference code does. A pair in both train and test "
+    "is a training item at evaluation time: it is masked from the ranking, so it can never be a hit, "
+    "but it still counts in the user's test set.")
 
 
 def recbole_ml100k_path() -> Path:
