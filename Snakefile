@@ -29,6 +29,7 @@ include: "rules/paper.smk"
 
 rule all:
     input:
+        rules.datasets_table.output,
         rules.report.output,
         rules.leaderboard.output,
     default_target: True

@@ -56,6 +56,7 @@ rule datasets_table:
     input:
         expand(f"{ATOMIC_DIR}/{{dataset}}/stats.json", dataset=config["datasets"]),
     output:
-        multiext("results/tables/datasets", ".csv", ".md", ".tex"),
+        table=report("results/tables/datasets.csv", caption="../report/datasets.rst", category="Tables"),
+        other=multiext("results/tables/datasets", ".md", ".tex"),
     shell:
         "specbench datasets-table {input} --out results/tables/datasets"

@@ -82,14 +82,17 @@ def test_workflow_config_is_validated_before_planning(tmp_path, changes, expecte
 
 
 def test_dry_run_plans_one_train_job_per_method_backbone_and_seed(tmp_path):
+    from specbench.study import Study
     result = _dry_run(tmp_path, REPO / "config" / "quick.yaml")
     assert result.returncode == 0, result.stderr
     counts = dict(line.split()[:2] for line in result.stdout.splitlines() if line.split()[:1] in
-                  (["train"], ["prepare_ml100k"], ["report"]))
+                  (["train"], ["prepare"], ["fetch"], ["report"]))
     config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
-    # BPR on both backbones, DirectSpec+ on MF (quick.yaml's restrict), times the seeds.
-    assert int(counts["train"]) == 3 * len(config["seeds"])
-    assert counts["prepare_ml100k"] == "1" and counts["report"] == "1"
+    study = Study(config, root=REPO)
+    combos = {(j.method, j.backbone) for j in study.jobs()}
+    assert len(combos) >= len(config["methods"])  # every listed method runs on at least one backbone
+    assert int(counts["train"]) == len(combos) * len(config["seeds"])
+    assert counts["fetch"] == counts["prepare"] == counts["report"] == "1"
 
 
 def _cli_run(spec, out, **kw):
@@ -218,3 +221,10 @@ def test_snakemake_marks_a_diverged_job_failed_and_keeps_no_json(tmp_path):
     assert not (tmp_path / target).exists()
     log = (tmp_path / "results" / "logs" / "ml100k" / "mf" / "BPR" / "0.log").read_text()
     assert "training diverged" in log
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    import specbench.atomic_io as aio
+    aio.atomic_write_text(tmp_path / "atomic.txt", "x")
+    (tmp_path / "plain.txt").write_text("x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
