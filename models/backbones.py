@@ -3,6 +3,11 @@
 LightGCN (He et al., SIGIR 2020), as the DirectSpec reference code uses it: [H_U; H_I] = S E with
 S = Σ_{k=0..K} Ã^k, Ã = D^{-1/2} A D^{-1/2}, A = [[0, R], [Rᵀ, 0]]. The sum is computed by K
 sparse products; no dense (|U|+|I|)² matrix is ever formed. Methods never re-implement this.
+
+Methods that need the layers themselves (SimGCL's per-layer noise, XSimGCL's cross-layer
+contrast, AFDGCF's per-layer correlation penalty, a mean instead of a sum over layers) call
+``Encoder.layers(hook)``: the list [E⁽⁰⁾, …, E⁽ᴷ⁾] with E⁽ᵏ⁾ = hook(k, Ã E⁽ᵏ⁻¹⁾), so a change made
+to one layer's output is what the next layer propagates.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 from torch import nn
 
 BACKBONES = ("mf", "lightgcn")
+INITS = ("glorot", "xavier_uniform", "normal", "xavier_normal")
 
 
 def normalized_adjacency(interactions: sp.spmatrix, n_users: int, n_items: int) -> torch.Tensor:
@@ -28,7 +34,8 @@ def normalized_adjacency(interactions: sp.spmatrix, n_users: int, n_items: int) 
     inv_sqrt[nz] = deg[nz] ** -0.5
     values = inv_sqrt[a.row] * a.data * inv_sqrt[a.col]
     idx = torch.as_tensor(np.vstack([a.row, a.col]), dtype=torch.long)
-    return torch.sparse_coo_tensor(idx, torch.as_tensor(values, dtype=torch.float32), a.shape).coalesce()
+    return torch.sparse_coo_tensor(idx, torch.as_tensor(values, dtype=torch.float32), a.shape,
+                                   check_invariants=False).coalesce()  # indices from scipy: valid
 
 
 def glorot_uniform_(weight: torch.Tensor) -> torch.Tensor:
@@ -42,7 +49,9 @@ class Encoder(nn.Module):
     """User and item representations from free embeddings, through MF or LightGCN.
 
     ``init``: ``glorot`` (the DirectSpec reference; LightGCN initialises one joint table) or
-    ``normal`` (N(0, 0.1²), LightGCN-PyTorch) or ``xavier_normal`` (RecBole's default).
+    ``xavier_uniform`` (each table on its own: RecBole's xavier_uniform_initialization, SELFRec,
+    the SSM and AFDGCF code) or ``normal`` (N(0, 0.1²), LightGCN-PyTorch) or ``xavier_normal``
+    (RecBole's default).
     """
 
     def __init__(self, n_users: int, n_items: int, dim: int, interactions: sp.spmatrix, backbone: str = "mf",
@@ -66,23 +75,43 @@ class Encoder(nn.Module):
                     u.copy_(joint[: u.shape[0]]), i.copy_(joint[u.shape[0]:])
             else:
                 glorot_uniform_(u), glorot_uniform_(i)
+        elif init == "xavier_uniform":
+            nn.init.xavier_uniform_(u), nn.init.xavier_uniform_(i)
         elif init == "normal":
             nn.init.normal_(u, std=0.1), nn.init.normal_(i, std=0.1)
         elif init == "xavier_normal":
             nn.init.xavier_normal_(u), nn.init.xavier_normal_(i)
         else:
-            raise ValueError(f"init must be glorot, normal or xavier_normal, got {init!r}")
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
 
-    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All users' and all items' representations (H_U, H_I)."""
+    def layers(self, hook=None) -> list[torch.Tensor]:
+        """Per-layer representations of all nodes, users then items: [E⁽⁰⁾, E⁽¹⁾, …, E⁽ᴷ⁾].
+
+        E⁽⁰⁾ = [E_U; E_I]; E⁽ᵏ⁾ = hook(k, Ã E⁽ᵏ⁻¹⁾) for k = 1..K (hook: identity by default). What
+        ``hook`` returns is both layer k and the input of layer k + 1 (SimGCL perturbs each layer's
+        output this way). MF has no propagation: [E⁽⁰⁾] only, and ``hook`` is never called.
+        """
         e = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        out = [e]
         if self.backbone == "lightgcn":
-            h, acc = e, e
-            for _ in range(self.n_layers):
-                h = torch.sparse.mm(self.adjacency, h)
-                acc = acc + h
-            e = acc
+            for k in range(1, self.n_layers + 1):
+                e = torch.sparse.mm(self.adjacency, e)
+                if hook is not None:
+                    e = hook(k, e)
+                out.append(e)
+        return out
+
+    def split(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users, items) rows of a stacked node matrix."""
         return e[: self.n_users], e[self.n_users:]
+
+    def forward(self, hook=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """All users' and all items' representations (H_U, H_I) = S E, split; Σ_k E⁽ᵏ⁾ on LightGCN."""
+        layers = self.layers(hook)
+        acc = layers[0]
+        for h in layers[1:]:
+            acc = acc + h
+        return self.split(acc)
 
     def encode(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Representations of a batch; MF avoids materialising every row."""

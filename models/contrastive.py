@@ -1,0 +1,203 @@
+"""Graph contrastive learning on LightGCN: SimGCL, XSimGCL, and RecBole's SGL and NCL as plugins.
+
+SimGCL (Yu, Yin, Xia, Chen, Cui, Nguyen: "Are Graph Augmentations Necessary? Simple Graph
+Contrastive Learning for Recommendation", SIGIR 2022) and XSimGCL (Yu, Xia, Chen, Cui, Hung, Yin:
+"XSimGCL: Towards Extremely Simple Graph Contrastive Learning for Recommendation", TKDE 2023).
+Both perturb every LightGCN propagation layer's output with sign-aligned uniform noise
+(SimGCL Eq. 7):
+    E⁽ᵏ⁾ ← E⁽ᵏ⁾ + Δ⁽ᵏ⁾,   Δ = ε · sign(E⁽ᵏ⁾) ⊙ normalize_row(U(0, 1)),   so ‖Δ_row‖ = ε,
+and the final representation is the mean of layers 1..K (E⁽⁰⁾ skipped, as both papers and their
+code do). The contrastive term is InfoNCE over the distinct users and the distinct positive items
+of the batch (SimGCL Eq. 5):
+    L_cl = mean_i −log( exp(z′_iᵀz″_i / τ) / Σ_j exp(z′_iᵀz″_j / τ) ),   z = row-normalised view.
+SimGCL:  L = L_bpr(clean) + λ (L_cl(users) + L_cl(items)), views = two independent noisy passes.
+XSimGCL: L = L_bpr(noisy) + λ (L_cl(users) + L_cl(items)), one noisy pass; the views are its final
+         representation and its layer l* (XSimGCL Eq. 9).
+Both add reg · (‖U_b‖_F + ‖I⁺_b‖_F) / B on the batch's final representations, as the official
+PyTorch code (Coder-Yu/SELFRec, util/loss_torch.l2_reg_loss) does. Scoring uses the clean pass.
+Neither paper nor its code defines an MF variant (without propagation there is no layer to
+perturb nor a layer combination), so both are LightGCN only.
+
+SGL (Wu et al., SIGIR 2021) and NCL (Lin et al., WWW 2022) are RecBole's own classes, loss untouched:
+- ``SGLAdapter`` only adds ``scoring_embeddings()`` (RecBole's SGL scores with the propagated mean
+  but its ``forward`` takes the graph, so the spectrum would otherwise read the raw tables). Its
+  augmented graphs are rebuilt in ``model.train()``, which the harness calls every epoch.
+- ``NCLAdapter`` runs NCL's E-step itself: ``on_epoch_start`` does what RecBole's NCLTrainer does
+  (k-means every ``m_step`` epochs, the prototype term left out for the first ``warm_up_step``
+  epochs), and the k-means is ours, in torch (``kmeans``), instead of faiss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.general_recommender.ncl import NCL
+from recbole.model.general_recommender.sgl import SGL
+from recbole.utils import InputType
+
+from backbones import Encoder
+
+
+def perturb(h: torch.Tensor, eps: float, noise: torch.Tensor) -> torch.Tensor:
+    """h + ε · sign(h) ⊙ normalize_row(noise): SimGCL Eq. 7 with noise ~ U(0, 1) drawn by the caller."""
+    return h + eps * torch.sign(h) * F.normalize(noise, dim=1)
+
+
+def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """mean_i −log softmax_j(cos(v1_i, v2_j) / τ)[i]: InfoNCE with the other rows as negatives."""
+    z1, z2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
+    logits = z1 @ z2.t() / temperature
+    return -torch.diagonal(torch.log_softmax(logits, dim=1)).mean()
+
+
+def bpr(hu, hi, users, pos, neg) -> torch.Tensor:
+    u = hu[users]
+    return -F.logsigmoid((u * hi[pos]).sum(1) - (u * hi[neg]).sum(1)).mean()
+
+
+class _NoisyGCL(GeneralRecommender):
+    """Shared by SimGCL and XSimGCL: LightGCN encoder, noisy passes, scoring with the clean pass."""
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.eps = float(config["eps"])
+        self.cl_weight = float(config["cl_weight"])
+        self.cl_temperature = float(config["cl_temperature"])
+        self.reg_weight = float(config["reg_weight"])
+        interactions = dataset.inter_matrix(form="csr").astype("float32")
+        self.encoder = Encoder(self.n_users, self.n_items, int(config["embedding_size"]), interactions,
+                               backbone=config["backbone"], n_layers=int(config["n_layers"]), init=config["init"])
+        if self.encoder.backbone != "lightgcn" or self.encoder.n_layers < 1:
+            raise ValueError(f"{type(self).__name__} perturbs propagation layers: it needs backbone lightgcn "
+                             f"and n_layers >= 1, got backbone {config['backbone']!r}, n_layers {config['n_layers']}")
+        # U(0, 1) noise of a layer's shape; a test may replace it to inject known noise.
+        self.draw_noise = torch.rand_like
+
+    def _noise(self, k, h):
+        return perturb(h, self.eps, self.draw_noise(h))
+
+    def _final(self, layers):
+        """Mean of layers 1..K (E⁽⁰⁾ left out, as SimGCL/XSimGCL do)."""
+        return torch.stack(layers[1:]).mean(0)
+
+    def representations(self, noisy: bool = False):
+        """(users, items) final representations of a clean (or one noisy) pass."""
+        return self.encoder.split(self._final(self.encoder.layers(self._noise if noisy else None)))
+
+    def scoring_embeddings(self):
+        return self.representations()
+
+    def _cl(self, users_a, items_a, users_b, items_b, users, pos):
+        u, i = torch.unique(users), torch.unique(pos)
+        return (info_nce(users_a[u], users_b[u], self.cl_temperature)
+                + info_nce(items_a[i], items_b[i], self.cl_temperature))
+
+    def _reg(self, hu, hi, users, pos):
+        return self.reg_weight * (hu[users].norm() + hi[pos].norm()) / len(users)
+
+    def predict(self, interaction):
+        hu, hi = self.representations()
+        return (hu[interaction[self.USER_ID]] * hi[interaction[self.ITEM_ID]]).sum(1)
+
+    def full_sort_predict(self, interaction):
+        hu, hi = self.representations()
+        return (hu[interaction[self.USER_ID]] @ hi.t()).view(-1)
+
+
+class SimGCL(_NoisyGCL):
+    """SimGCL: BPR on the clean pass + λ · InfoNCE between two independently perturbed passes."""
+
+    def calculate_loss(self, interaction):
+        users, pos, neg = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        hu, hi = self.representations()
+        u1, i1 = self.representations(noisy=True)
+        u2, i2 = self.representations(noisy=True)
+        return (bpr(hu, hi, users, pos, neg) + self._reg(hu, hi, users, pos)
+                + self.cl_weight * self._cl(u1, i1, u2, i2, users, pos))
+
+
+class XSimGCL(_NoisyGCL):
+    """XSimGCL: one perturbed pass; BPR on its final representation + λ · InfoNCE(final, layer l*)."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.cl_layer = int(config["cl_layer"])
+        if not 1 <= self.cl_layer <= self.encoder.n_layers:
+            raise ValueError(f"cl_layer must lie in [1, n_layers = {self.encoder.n_layers}], got {self.cl_layer}")
+
+    def calculate_loss(self, interaction):
+        users, pos, neg = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        layers = self.encoder.layers(self._noise)
+        hu, hi = self.encoder.split(self._final(layers))
+        cu, ci = self.encoder.split(layers[self.cl_layer])
+        return (bpr(hu, hi, users, pos, neg) + self._reg(hu, hi, users, pos)
+                + self.cl_weight * self._cl(hu, hi, cu, ci, users, pos))
+
+
+class SGLAdapter(SGL):
+    """RecBole's SGL (Wu et al., SIGIR 2021), unchanged, plus the representations it scores with."""
+
+    def scoring_embeddings(self):
+        return self.forward(self.train_graph)
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int = 25, generator: torch.Generator | None = None):
+    """Lloyd's k-means with faiss.Kmeans' defaults (ours, in torch): k distinct random rows as the
+    first centroids, ``iters`` rounds of assign-to-nearest (L2) / move-to-mean, an empty cluster
+    re-seeded by splitting the largest one (centroid · (1 ± 1/1024)). Returns (centroids k x d,
+    assignment of each row). k is capped at the number of rows."""
+    n = x.shape[0]
+    k = min(int(k), n)
+    order = torch.randperm(n, generator=generator)[:k].to(x.device)
+    centroids = x[order].clone()
+    for _ in range(iters):
+        assign = torch.cdist(x, centroids).argmin(1)
+        counts = torch.bincount(assign, minlength=k)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        filled = counts > 0
+        centroids = torch.where(filled.unsqueeze(1), sums / counts.clamp_min(1).unsqueeze(1).to(x.dtype), centroids)
+        for empty in torch.nonzero(~filled).flatten().tolist():
+            big = int(torch.argmax(counts))
+            centroids[empty] = centroids[big] * (1 + 1 / 1024)
+            centroids[big] = centroids[big] * (1 - 1 / 1024)
+            counts[empty] = counts[big] // 2
+            counts[big] -= counts[empty]
+    return centroids, torch.cdist(x, centroids).argmin(1)
+
+
+class NCLAdapter(NCL):
+    """RecBole's NCL (Lin et al., WWW 2022), loss unchanged, trained as RecBole's NCLTrainer does:
+    the E-step (k-means on the raw user and item tables) before every ``m_step``-th epoch, and the
+    prototype term dropped while epoch index < ``warm_up_step`` (0-based, as RecBole counts).
+    The k-means is ``kmeans`` above (torch, on the model's device) instead of faiss."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.m_step = int(config["m_step"])
+        self.warm_up_step = int(config["warm_up_step"])
+        self.kmeans_iters = int(config["kmeans_iters"])
+        self.epoch_index = 0  # RecBole's 0-based epoch_idx of the epoch being trained
+
+    def on_epoch_start(self, epoch: int):
+        self.epoch_index = epoch - 1
+        if self.epoch_index % self.m_step == 0:
+            self.e_step()
+
+    def run_kmeans(self, x):
+        x = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device)
+        centroids, assign = kmeans(x, self.k, iters=self.kmeans_iters)
+        return F.normalize(centroids, p=2, dim=1), assign
+
+    def calculate_loss(self, interaction):
+        if self.user_centroids is None:  # resumed from a checkpoint between two E-steps
+            self.e_step()
+        losses = super().calculate_loss(interaction)
+        return losses[:-1] if self.epoch_index < self.warm_up_step else losses
+
+    def scoring_embeddings(self):
+        users, items, _ = self.forward()
+        return users, items

@@ -1,0 +1,131 @@
+"""The shared encoder (models/backbones.py) against dense, hand-written LightGCN propagation."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import sys
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "models"))  # as specbench.plugins does for the files it imports
+from backbones import Encoder, glorot_uniform_, normalized_adjacency  # noqa: E402
+
+# 3 users x 4 items; user 2 and item 3 have no interactions (RecBole's padding rows look like this);
+# the pair (0, 1) appears twice and must count once.
+ROWS, COLS = [0, 0, 0, 1, 1], [0, 1, 1, 1, 2]
+N_USERS, N_ITEMS = 3, 4
+
+
+def tiny_matrix():
+    return sp.csr_matrix((np.ones(len(ROWS), dtype=np.float32), (ROWS, COLS)), shape=(N_USERS, N_ITEMS))
+
+
+def dense_normalized_adjacency() -> torch.Tensor:
+    """Ã = D^-1/2 A D^-1/2 written out by hand, isolated nodes left at zero."""
+    n = N_USERS + N_ITEMS
+    a = torch.zeros(n, n, dtype=torch.float64)
+    for u, i in set(zip(ROWS, COLS)):
+        a[u, N_USERS + i] = a[N_USERS + i, u] = 1.0
+    deg = a.sum(1)
+    inv = torch.where(deg > 0, deg.clamp_min(1e-12) ** -0.5, torch.zeros_like(deg))
+    return inv[:, None] * a * inv[None, :]
+
+
+def encoder(backbone="lightgcn", n_layers=3, init="glorot", dim=5):
+    torch.manual_seed(0)
+    return Encoder(N_USERS, N_ITEMS, dim, tiny_matrix(), backbone=backbone, n_layers=n_layers, init=init)
+
+
+def stacked(enc):
+    return torch.cat([enc.user_embedding.weight, enc.item_embedding.weight]).detach().double()
+
+
+def test_normalized_adjacency_is_the_hand_computed_one():
+    got = normalized_adjacency(tiny_matrix(), N_USERS, N_ITEMS).to_dense().double()
+    want = dense_normalized_adjacency()
+    assert torch.allclose(got, want, atol=1e-7)
+    # user 0 has degree 2 (duplicates once), item 1 degree 2: entry 1/sqrt(2*2)
+    assert got[0, N_USERS + 1].item() == pytest.approx(0.5)
+    assert torch.all(got[2] == 0) and torch.all(got[N_USERS + 3] == 0)
+
+
+def test_lightgcn_forward_is_dense_sum_of_powers():
+    enc = encoder(n_layers=3)
+    a, e = dense_normalized_adjacency(), stacked(enc)
+    s = sum(torch.linalg.matrix_power(a, k) for k in range(4))  # S = Σ_{k=0..3} Ã^k
+    want = s @ e
+    users, items = enc()
+    assert torch.allclose(torch.cat([users, items]).double(), want, atol=1e-6)
+    layers = enc.layers()
+    assert len(layers) == 4
+    for k, h in enumerate(layers):
+        assert torch.allclose(h.double(), torch.linalg.matrix_power(a, k) @ e, atol=1e-6)
+    # encode() is the forward's rows
+    hu, hi = enc.encode(torch.tensor([1, 0]), torch.tensor([2, 2, 1]))
+    assert torch.equal(hu, users[[1, 0]]) and torch.equal(hi, items[[2, 2, 1]])
+
+
+def test_mf_is_the_tables_and_never_calls_a_hook():
+    enc = encoder(backbone="mf")
+    calls = []
+    layers = enc.layers(lambda k, h: calls.append(k) or h)
+    assert calls == [] and len(layers) == 1
+    users, items = enc()
+    assert torch.equal(users, enc.user_embedding.weight) and torch.equal(items, enc.item_embedding.weight)
+
+
+def test_zero_noise_hook_equals_plain_forward():
+    enc = encoder(n_layers=2)
+    seen = []
+
+    def hook(k, h):
+        seen.append(k)
+        return h + 0.0 * torch.rand_like(h)
+
+    plain, hooked = enc(), enc(hook=hook)
+    assert seen == [1, 2]
+    assert torch.equal(plain[0], hooked[0]) and torch.equal(plain[1], hooked[1])
+
+
+def test_a_hooks_output_is_what_the_next_layer_propagates():
+    enc = encoder(n_layers=2)
+    a, e = dense_normalized_adjacency(), stacked(enc)
+    shift = torch.arange(5, dtype=torch.float64) / 10
+    layers = enc.layers(lambda k, h: h + shift.float() if k == 1 else h)
+    first = a @ e + shift
+    assert torch.allclose(layers[1].double(), first, atol=1e-6)
+    assert torch.allclose(layers[2].double(), a @ first, atol=1e-6)
+    users, items = enc(hook=lambda k, h: h + shift.float() if k == 1 else h)
+    assert torch.allclose(torch.cat([users, items]).double(), e + first + a @ first, atol=1e-6)
+
+
+def test_gradients_flow_through_hooked_layers():
+    enc = encoder(n_layers=2)
+    users, items = enc(hook=lambda k, h: 2 * h)
+    (users.sum() + items.sum()).backward()
+    assert enc.user_embedding.weight.grad is not None and torch.isfinite(enc.user_embedding.weight.grad).all()
+
+
+@pytest.mark.parametrize("backbone", ["mf", "lightgcn"])
+def test_initialisations(backbone):
+    d = 5
+    joint = math.sqrt(6 / (N_USERS + N_ITEMS + d))
+    per_table = (math.sqrt(6 / (N_USERS + d)), math.sqrt(6 / (N_ITEMS + d)))
+    glorot = encoder(backbone=backbone, init="glorot")
+    bounds = (joint, joint) if backbone == "lightgcn" else per_table
+    for table, bound in zip((glorot.user_embedding.weight, glorot.item_embedding.weight), bounds):
+        assert table.abs().max().item() <= bound
+    xu = encoder(backbone=backbone, init="xavier_uniform")
+    for table, bound in zip((xu.user_embedding.weight, xu.item_embedding.weight), per_table):
+        assert table.abs().max().item() <= bound
+    # the bound is reached in scale, not just respected: a wide table fills most of the interval
+    wide = glorot_uniform_(torch.empty(400, 100))
+    assert wide.abs().max().item() > 0.95 * math.sqrt(6 / 500)
+    with pytest.raises(ValueError, match="init must be one of"):
+        encoder(init="uniform")
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        encoder(backbone="ngcf")
