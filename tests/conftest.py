@@ -24,8 +24,10 @@ def ml100k_small(tmp_path_factory) -> Path:
 
 def make_spec(data_dir: Path, model: str, backbone: str = "mf", seed: int = 0, **params) -> dict:
     settings = {"epochs": 2, "eval_step": 1, "topk": [10, 20], "device": "cpu", "train_batch_size": 512, **params}
-    if model.startswith("DirectSpec"):
-        settings["backbone"] = backbone
+    from specbench.plugins import get_model
+    entry = get_model(model)
+    if "backbone" in entry.defaults() or "backbone" in entry.meta("schema"):
+        settings["backbone"] = backbone  # a model that runs on several backbones takes it as a setting
     return {"dataset": "ml100k_small", "backbone": backbone, "method": model, "label": model, "model": model,
             "seed": seed, "data_dir": str(data_dir), "params": settings}
 
