@@ -82,7 +82,8 @@ def nce(a, b, tau):
 
 
 def bpr_terms(hu, hi, users, pos, neg):
-    return sum(-torch.log(torch.sigmoid(hu[u] @ hi[p] - hu[u] @ hi[n])) for u, p, n in zip(users, pos, neg)) / len(users)
+    terms = [-torch.log(torch.sigmoid(hu[u] @ hi[p] - hu[u] @ hi[n])) for u, p, n in zip(users, pos, neg)]
+    return sum(terms) / len(users)
 
 
 def noisy_layer(h, eps, noise):
@@ -214,6 +215,49 @@ def test_sgl_adapter_rebuilds_views_in_train_and_scores_with_the_propagated_mean
     assert torch.allclose(torch.cat([users, items]).double(), mean, atol=1e-5)
 
 
+def normalized_without(dropped):
+    """Ã of the tiny graph with some (user, item) edges dropped (an edge-dropout view), by hand."""
+    n = N_USERS + N_ITEMS
+    a = torch.zeros(n, n, dtype=torch.float64)
+    for u, i in PAIRS:
+        if (u, i) not in dropped:
+            a[u, N_USERS + i] = a[N_USERS + i, u] = 1.0
+    deg = a.sum(1)
+    inv = torch.where(deg > 0, 1 / deg.clamp_min(1).sqrt(), torch.zeros_like(deg))
+    return inv[:, None] * a * inv[None, :]
+
+
+def test_sgl_loss_is_the_paper_formula_with_recboles_l2_term():
+    # SGL (Wu et al., SIGIR 2021) Eq. 10-12: L = Σ_b BPR + λ1 (L_ssl(users) + L_ssl(items)) + reg, where
+    # L_ssl(users) = Σ_{u in batch} −log(exp(s(z′_u, z″_u)/τ) / Σ_{v in U} exp(s(z′_u, z″_v)/τ)), all users as
+    # negatives. The regulariser is RecBole's (unsquared norms of the batch's free embeddings / B), not the
+    # paper's λ2‖Θ‖²: RecBole's loss is kept as it is.
+    model = tiny_model("SGLAdapter", n_layers=2, ssl_weight=0.1, ssl_tau=0.2, reg_weight=0.01)
+    views = [normalized_without({(1, 5)}), normalized_without({(3, 4), (2, 2)})]
+    model.sub_graph1, model.sub_graph2 = (v.float().to_sparse() for v in views)
+    loss = model.calculate_loss(batch(USERS, POS, NEG))
+    loss.backward()
+    e = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double().requires_grad_(True)
+    mean = lambda a: (e + a @ e + a @ a @ e) / 3  # noqa: E731  (LightGCN mean of layers 0..2)
+    full, z1, z2 = mean(dense_adjacency()), mean(views[0]), mean(views[1])
+    hu, hi = full[:N_USERS], full[N_USERS:]
+    bpr = sum(-torch.log(torch.sigmoid(hu[u] @ hi[p] - hu[u] @ hi[n])) for u, p, n in zip(USERS, POS, NEG))
+
+    def ssl(rows, everyone):
+        a = z1 / z1.norm(dim=1, keepdim=True)
+        b = z2 / z2.norm(dim=1, keepdim=True)
+        return sum(-torch.log(torch.exp(a[r] @ b[r] / 0.2) / sum(torch.exp(a[r] @ b[v] / 0.2) for v in everyone))
+                   for r in rows)
+
+    users, items = range(N_USERS), [N_USERS + i for i in range(N_ITEMS)]
+    l2 = (e[USERS].norm() + e[[N_USERS + i for i in POS]].norm() + e[[N_USERS + i for i in NEG]].norm()) / 4
+    want = bpr + 0.1 * (ssl(USERS, users) + ssl([N_USERS + i for i in POS], items)) + 0.01 * l2
+    want.backward()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    grad = torch.cat([model.user_embedding.weight.grad, model.item_embedding.weight.grad]).double()
+    assert torch.isfinite(grad).all() and torch.allclose(grad, e.grad, atol=1e-5)
+
+
 def test_sgl_trains_through_the_harness_and_beats_popularity(spec_for, tmp_path, popularity_metrics):
     record = train(spec_for, tmp_path, "SGLAdapter", epochs=6, eval_step=6, learning_rate=0.01, n_layers=2,
                    ssl_weight=0.01)
@@ -263,6 +307,51 @@ def test_ncl_adapter_runs_recbole_ncl_trainer_schedule():
     reference = NCL.calculate_loss(model, inter)
     assert len(full) == 3 and all(torch.equal(a, b) for a, b in zip(full, reference))
     assert full[2].item() > 0
+
+
+def test_ncl_loss_is_the_paper_formula_with_our_clusters():
+    # NCL (Lin et al., WWW 2022) Eq. 5-9 as RecBole sums them: BPR (mean) + reg · RecBole's l2 term
+    # + ssl_reg (L_S(users) + α L_S(items)) + proto_reg (L_P(users) + L_P(items)), with
+    # L_S(users) = Σ_{u in batch} −log(exp(ẑ_u⁽²ᴴ⁾·ẑ_u⁽⁰⁾/τ) / Σ_{v in U} exp(ẑ_u⁽²ᴴ⁾·ẑ_v⁽⁰⁾/τ)) and
+    # L_P(users) = Σ_{u in batch} −log(exp(ê_u·c_u/τ) / Σ_k exp(ê_u·c_k/τ)), c = unit k-means centroids.
+    model = tiny_model("NCLAdapter", n_layers=2, hyper_layers=1, num_clusters=2, warm_up_step=0, ssl_temp=0.5,
+                       ssl_reg=0.3, proto_reg=0.2, alpha=0.7, reg_weight=0.01)
+    model.on_epoch_start(1)  # E-step with our k-means
+    loss = sum(model.calculate_loss(batch(USERS, POS, NEG)))
+    loss.backward()
+    e = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double().requires_grad_(True)
+    a = dense_adjacency()
+    layers = [e, a @ e, a @ a @ e]
+    final = sum(layers) / 3
+    hu, hi = final[:N_USERS], final[N_USERS:]
+    bpr = sum(-torch.log(torch.sigmoid(hu[u] @ hi[p] - hu[u] @ hi[n])) for u, p, n in zip(USERS, POS, NEG)) / 4
+    item = [N_USERS + i for i in POS]
+    l2 = (e[USERS].norm() + e[item].norm() + e[[N_USERS + i for i in NEG]].norm()) / 4
+    unit = lambda x: x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # noqa: E731  (padding rows are 0)
+    ctx, ctr = unit(layers[2]), unit(layers[0])
+
+    def structural(rows, everyone):
+        return sum(-torch.log(torch.exp(ctx[r] @ ctr[r] / 0.5)
+                              / sum(torch.exp(ctx[r] @ ctr[v] / 0.5) for v in everyone)) for r in rows)
+
+    def prototype(rows, offset, centroids, assign):
+        c = centroids.double()
+        return sum(-torch.log(torch.exp(ctr[r] @ c[assign[r - offset]] / 0.5) / torch.exp(ctr[r] @ c.t() / 0.5).sum())
+                   for r in rows)
+
+    s_users = structural(USERS, range(N_USERS))
+    s_items = structural(item, range(N_USERS, N_USERS + N_ITEMS))
+    p_users = prototype(USERS, 0, model.user_centroids, model.user_2cluster)
+    p_items = prototype(item, N_USERS, model.item_centroids, model.item_2cluster)
+    want = bpr + 0.01 * l2 + 0.3 * (s_users + 0.7 * s_items) + 0.2 * (p_users + p_items)
+    want.backward()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    grad = torch.cat([model.user_embedding.weight.grad, model.item_embedding.weight.grad]).double()
+    assert torch.isfinite(grad).all() and torch.allclose(grad, e.grad, atol=1e-5)
+    # the clusters are k-means of the raw tables: each row sits with its nearest centroid
+    raw_users = model.user_embedding.weight.detach()
+    raw_centroids = torch.stack([raw_users[model.user_2cluster == k].mean(0) for k in range(2)])
+    assert torch.equal(torch.cdist(raw_users, raw_centroids).argmin(1), model.user_2cluster)
 
 
 def test_ncl_adapter_resumes_between_e_steps():
