@@ -4,15 +4,15 @@ SimGCL (Yu, Yin, Xia, Chen, Cui, Nguyen: "Are Graph Augmentations Necessary? Sim
 Contrastive Learning for Recommendation", SIGIR 2022) and XSimGCL (Yu, Xia, Chen, Cui, Hung, Yin:
 "XSimGCL: Towards Extremely Simple Graph Contrastive Learning for Recommendation", TKDE 2023).
 Both perturb every LightGCN propagation layer's output with sign-aligned uniform noise
-(SimGCL Eq. 7):
+(SimGCL's noise-based augmentation e′ = e + Δ′, ‖Δ‖₂ = ε, Δ = Δ̄ ⊙ sign(e), Δ̄ ~ U(0, 1)):
     E⁽ᵏ⁾ ← E⁽ᵏ⁾ + Δ⁽ᵏ⁾,   Δ = ε · sign(E⁽ᵏ⁾) ⊙ normalize_row(U(0, 1)),   so ‖Δ_row‖ = ε,
 and the final representation is the mean of layers 1..K (E⁽⁰⁾ skipped, as both papers and their
 code do). The contrastive term is InfoNCE over the distinct users and the distinct positive items
-of the batch (SimGCL Eq. 5):
+of the batch, the batch's other rows as negatives (SimGCL and its code):
     L_cl = mean_i −log( exp(z′_iᵀz″_i / τ) / Σ_j exp(z′_iᵀz″_j / τ) ),   z = row-normalised view.
 SimGCL:  L = L_bpr(clean) + λ (L_cl(users) + L_cl(items)), views = two independent noisy passes.
 XSimGCL: L = L_bpr(noisy) + λ (L_cl(users) + L_cl(items)), one noisy pass; the views are its final
-         representation and its layer l* (XSimGCL Eq. 9).
+         representation and its layer l* (XSimGCL's cross-layer contrast).
 Both add reg · (‖U_b‖_F + ‖I⁺_b‖_F) / B on the batch's final representations, as the official
 PyTorch code (Coder-Yu/SELFRec, util/loss_torch.l2_reg_loss) does. Scoring uses the clean pass.
 Neither paper nor its code defines an MF variant (without propagation there is no layer to
@@ -41,7 +41,7 @@ from backbones import Encoder
 
 
 def perturb(h: torch.Tensor, eps: float, noise: torch.Tensor) -> torch.Tensor:
-    """h + ε · sign(h) ⊙ normalize_row(noise): SimGCL Eq. 7 with noise ~ U(0, 1) drawn by the caller."""
+    """h + ε · sign(h) ⊙ normalize_row(noise): SimGCL's perturbation, noise ~ U(0, 1) drawn by the caller."""
     return h + eps * torch.sign(h) * F.normalize(noise, dim=1)
 
 

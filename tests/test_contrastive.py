@@ -87,7 +87,7 @@ def bpr_terms(hu, hi, users, pos, neg):
 
 
 def noisy_layer(h, eps, noise):
-    """SimGCL Eq. 7: h + ε · sign(h) ⊙ (noise / ‖noise‖ per row)."""
+    """SimGCL's perturbation: h + ε · sign(h) ⊙ (noise / ‖noise‖ per row)."""
     return h + eps * torch.sign(h) * noise / noise.norm(dim=1, keepdim=True)
 
 
@@ -228,7 +228,7 @@ def normalized_without(dropped):
 
 
 def test_sgl_loss_is_the_paper_formula_with_recboles_l2_term():
-    # SGL (Wu et al., SIGIR 2021) Eq. 10-12: L = Σ_b BPR + λ1 (L_ssl(users) + L_ssl(items)) + reg, where
+    # SGL (Wu et al., SIGIR 2021), its joint loss: L = Σ_b BPR + λ1 (L_ssl(users) + L_ssl(items)) + reg, where
     # L_ssl(users) = Σ_{u in batch} −log(exp(s(z′_u, z″_u)/τ) / Σ_{v in U} exp(s(z′_u, z″_v)/τ)), all users as
     # negatives. The regulariser is RecBole's (unsquared norms of the batch's free embeddings / B), not the
     # paper's λ2‖Θ‖²: RecBole's loss is kept as it is.
@@ -310,7 +310,8 @@ def test_ncl_adapter_runs_recbole_ncl_trainer_schedule():
 
 
 def test_ncl_loss_is_the_paper_formula_with_our_clusters():
-    # NCL (Lin et al., WWW 2022) Eq. 5-9 as RecBole sums them: BPR (mean) + reg · RecBole's l2 term
+    # NCL (Lin et al., WWW 2022), its structure and prototype terms as RecBole sums them:
+    # BPR (mean) + reg · RecBole's l2 term
     # + ssl_reg (L_S(users) + α L_S(items)) + proto_reg (L_P(users) + L_P(items)), with
     # L_S(users) = Σ_{u in batch} −log(exp(ẑ_u⁽²ᴴ⁾·ẑ_u⁽⁰⁾/τ) / Σ_{v in U} exp(ẑ_u⁽²ᴴ⁾·ẑ_v⁽⁰⁾/τ)) and
     # L_P(users) = Σ_{u in batch} −log(exp(ê_u·c_u/τ) / Σ_k exp(ê_u·c_k/τ)), c = unit k-means centroids.
