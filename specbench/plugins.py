@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +31,27 @@ META_KEYS = ("schema", "search_space", "backbones")
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-5`` (no dot) as a string; RecBole's own model yamls, and people, write
+    floats that way. This loader reads them as floats, as RecBole's Config does."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml(path: Path):
+    """A model yaml (ours or RecBole's) with scientific-notation numbers read as floats."""
+    with open(path) as f:
+        return yaml.load(f, Loader=_YamlLoader)
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -40,8 +62,7 @@ class ModelEntry:
     def _yaml(self) -> dict:
         if self.defaults_file is None or not self.defaults_file.is_file():
             return {}
-        with open(self.defaults_file) as f:
-            data = yaml.safe_load(f) or {}
+        data = load_yaml(self.defaults_file) or {}
         if not isinstance(data, dict):
             raise SpecbenchError(f"{self.defaults_file}: expected a mapping of settings, got {type(data).__name__}")
         return data

@@ -90,3 +90,12 @@ def test_entry_point_group_is_discovered(tmp_path):
                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["entry", "point", "toy_pkg:ToyPop", "ToyPop.yaml"]
+
+
+def test_recbole_yaml_floats_in_scientific_notation_are_numbers():
+    # RecBole's SGL.yaml writes reg_weight as 1e-05 without a dot: YAML 1.1 would make it a string,
+    # and a numeric override would then be rejected by the schema.
+    sgl = plugins.get_model("SGL").defaults()
+    assert isinstance(sgl["reg_weight"], float) and sgl["reg_weight"] == 1e-5
+    from specbench.validate import validate_settings, HARNESS_DEFAULTS
+    validate_settings(plugins.get_model("SGL"), {**HARNESS_DEFAULTS, **sgl, "reg_weight": 1e-4}, where="test")
