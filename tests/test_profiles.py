@@ -51,8 +51,9 @@ def test_slurm_dry_run_plans_every_job_with_its_gpu_request(tmp_path):
     plan = dry_run(tmp_path, "--profile", str(PROFILES / "slurm"), "--configfile", str(gpu_study(tmp_path)))
     jobs = jobs_with_resources(plan)
     trains = [res for rule, res in jobs if rule in ("train", "tune_trial")]
-    config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
-    assert len([r for rule, r in jobs if rule == "train"]) == 3 * len(config["seeds"])
+    from specbench.study import Study
+    study = Study(yaml.safe_load(gpu_study(tmp_path).read_text()), root=REPO)
+    assert len([r for rule, r in jobs if rule == "train"]) == len(study.jobs())
     assert trains and all(r["gpu"] == "1" and r["mem_mb"] == "12000" and r["runtime"] == "45" for r in trains)
     assert all(r["slurm_partition"] == "gpu" for _, r in jobs)
 

@@ -15,7 +15,7 @@ from specbench.report.records import final_metrics
 from specbench.report.stats import holm, paired_tests, seed_ci
 
 MAIN_METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
-BACKBONE_NAMES = {"mf": "MF", "lightgcn": "LightGCN"}
+BACKBONE_NAMES = {"mf": "MF", "lightgcn": "LightGCN", "filter": "Graph filter (training-free)"}
 ID = ["dataset", "backbone", "method", "label"]
 
 
