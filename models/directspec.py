@@ -39,18 +39,19 @@ from backbones import Encoder
 def balance(h: torch.Tensor, alpha: float, kernel: str, temperature=None) -> torch.Tensor:
     """H̃ = Ĥ − α K(Ĥ) Ĥ for row-normalised Ĥ: K = ĤĤᵀ (linear) or softmax_row(T ⊙ ĤĤᵀ).
 
-    ``temperature`` is a scalar τ or a B x B tensor T of per-pair multipliers (softmax kernel only).
+    ``h`` is B x d, or a stack of them (users and items balanced at once, each on its own);
+    ``temperature`` is a scalar τ or a (stack of) B x B tensor(s) T of per-pair multipliers.
     """
     if alpha == 0:
         return h
-    gram = h @ h.t()
-    weights = gram if kernel == "linear" else torch.softmax(temperature * gram, dim=1)
+    gram = h @ h.transpose(-1, -2)
+    weights = gram if kernel == "linear" else torch.softmax(temperature * gram, dim=-1)
     return h - alpha * (weights @ h)
 
 
 def shrink(h: torch.Tensor, c: float) -> torch.Tensor:
     """h̃ ← h̃ · (c ‖h̃‖) per row; c = 0 leaves h̃ as it is (the reference's shrink_norm)."""
-    return h * (c * h.norm(dim=1, keepdim=True)) if c > 0 else h
+    return h * (c * h.norm(dim=-1, keepdim=True)) if c > 0 else h
 
 
 def positives_loss(hu: torch.Tensor, hi: torch.Tensor, reg: float = 0.0) -> torch.Tensor:
@@ -96,21 +97,19 @@ class _DirectSpec(GeneralRecommender):
                      and not config["clip_grad_norm"])
         return config["backbone"] == "mf" and torch.device(self.device).type == "cpu" and plain_sgd
 
-    def _temperature(self, pairs, ids, h):
-        """τ, or the B x B matrix T (τ0 where the pair co-interacts, else τ1) in h's dtype and device."""
+    def _temperature(self, users, items, h):
+        """τ, or T stacked for users and items (2 x B x B): τ0 where a pair co-interacts, else τ1."""
         if not self.adaptive:
             return self.tau
-        n = len(ids)  # filled on the device from Python scalars: no host-to-device copy per step
-        return h.new_full((n, n), float(self.tau1)).masked_fill_(pairs(ids), float(self.tau0))
+        shared = torch.stack([self.co_interaction.user_pairs(users), self.co_interaction.item_pairs(items)])
+        # filled on the device from Python scalars: no host-to-device copy per step
+        return h.new_full(shared.shape, float(self.tau1)).masked_fill_(shared, float(self.tau0))
 
     def balanced(self, users, items):
-        """Steps 1–4 for a batch: (h̃_u, h̃_i), B x d each."""
-        hu, hi = self.encoder.encode(users, items)
-        hu, hi = F.normalize(hu, dim=1), F.normalize(hi, dim=1)
-        co = self.co_interaction
-        hu = balance(hu, self.alpha, self.kernel, self._temperature(co and co.user_pairs, users, hu))
-        hi = balance(hi, self.alpha, self.kernel, self._temperature(co and co.item_pairs, items, hi))
-        return shrink(hu, self.shrink_norm), shrink(hi, self.shrink_norm)
+        """Steps 1–4 for a batch: (h̃_u, h̃_i), B x d each (computed as one 2 x B x d stack)."""
+        h = F.normalize(torch.stack(self.encoder.encode(users, items)), dim=-1)
+        h = shrink(balance(h, self.alpha, self.kernel, self._temperature(users, items, h)), self.shrink_norm)
+        return h[0], h[1]
 
     def calculate_loss(self, interaction):
         return positives_loss(*self.balanced(interaction[self.USER_ID], interaction[self.ITEM_ID]), self.reg)
