@@ -77,76 +77,81 @@ class _Prefix:
         return itertools.islice(self.sampler.epoch(), self.steps)
 
 
-def time_variant(spec: dict, repeats: int, max_epoch_seconds: float, probe_steps: int = 10) -> dict:
-    """Build the harness objects for ``spec`` and time training; returns the measurements."""
-    import torch
+def harness_objects(spec: dict):
+    """What ``specbench run`` builds for ``spec``: (settings, device, model, sampler, optimiser, batch wrapper)."""
+    from recbole.data import create_dataset
+    from recbole.utils import init_seed
 
-    from specbench.run import (OPTIMIZERS, batch_wrapper, recbole_config, resolve_device, train_epoch)
+    from specbench.run import OPTIMIZERS, batch_wrapper, recbole_config, resolve_device
     from specbench.sampling import TrainSampler
     from specbench.validate import resolve_settings
     entry, settings = resolve_settings(spec)
     device = resolve_device(settings["device"])
-    from recbole.data import create_dataset
-    from recbole.utils import init_seed
     with tempfile.TemporaryDirectory() as work:
         config, splits = recbole_config(entry.cls, spec, settings, Path(work))
     config["device"] = device
     init_seed(int(spec["seed"]), True)
-    built = dict(zip(splits, create_dataset(config).build()))
-    train = built[splits[0]].inter_matrix(form="csr")
-    model = entry.cls(config, built[splits[0]]).to(device)
-    sampler = TrainSampler(train, settings["train_batch_size"], settings["train_sampler"], 0, device=device,
-                           seed=int(spec["seed"]))
+    train_split = dict(zip(splits, create_dataset(config).build()))[splits[0]]
+    model = entry.cls(config, train_split).to(device)
+    sampler = TrainSampler(train_split.inter_matrix(form="csr"), settings["train_batch_size"],
+                           settings["train_sampler"], 0, device=device, seed=int(spec["seed"]))
     optimizer = OPTIMIZERS[str(settings["learner"]).lower()](
         [p for p in model.parameters() if p.requires_grad], lr=float(settings["learning_rate"]),
         weight_decay=float(settings["weight_decay"]))
-    wrap, clip = batch_wrapper(config), settings["clip_grad_norm"]
-    steps = sampler.steps_per_epoch()
-    rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if device.type == "cuda":
-        sync()
-        torch.cuda.reset_peak_memory_stats(device)
-    gpu_before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+    return settings, device, model, sampler, optimizer, batch_wrapper(config)
 
+
+def time_variant(spec: dict, repeats: int, max_epoch_seconds: float, probe_steps: int = 10) -> dict:
+    """Time ``specbench.run.train_epoch`` on the harness objects of ``spec``; returns the measurements."""
+    import torch
+
+    from specbench.run import train_epoch
+    settings, device, model, sampler, optimizer, wrap = harness_objects(spec)
+    steps, cuda = sampler.steps_per_epoch(), device.type == "cuda"
+    rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    gpu_before = torch.cuda.memory_allocated(device) if cuda else None
     cpu_seconds = []
 
     def timed(unit) -> float:
-        sync()
+        if cuda:
+            torch.cuda.synchronize(device)
         t0, c0 = time.perf_counter(), time.process_time()
-        loss = train_epoch(model, unit, optimizer, wrap, clip)
-        float(loss)  # waits for the queued work, as the harness does once per epoch
+        float(train_epoch(model, unit, optimizer, wrap, settings["clip_grad_norm"]))  # waits for queued work
         cpu_seconds.append(time.process_time() - c0)
         return time.perf_counter() - t0
 
     model.train()
     probe = timed(_Prefix(sampler, probe_steps)) / probe_steps
-    if probe * steps <= max_epoch_seconds:
+    if probe * steps <= max_epoch_seconds:  # a warm-up epoch, then whole epochs
         unit_steps, warmup = steps, timed(sampler)
-    else:
+    else:  # the probe was the warm-up; time prefixes of about max_epoch_seconds
         unit_steps, warmup = max(probe_steps, int(max_epoch_seconds / probe)), None
     unit = sampler if unit_steps == steps else _Prefix(sampler, unit_steps)
     per_epoch = [timed(unit) * steps / unit_steps for _ in range(repeats)]
+    encoder = getattr(model, "encoder", None)
     out = {
         "dataset": spec["dataset"], "method": spec["method"], "backbone": spec["backbone"],
         "adaptive": settings.get("tau0") is not None,
         "settings": {k: settings.get(k) for k in ("learning_rate", "lr_decay", "alpha", "tau", "tau0", "tau1",
                                                   "shrink_norm", "reg", "train_batch_size", "embedding_size",
                                                   "n_layers", "learner", "sparse_grad")},
-        "sparse_gradients": bool(getattr(getattr(model, "encoder", None), "user_embedding", None) is not None
-                                 and model.encoder.user_embedding.sparse),
-        "users": int(train.shape[0] - 1), "items": int(train.shape[1] - 1), "train_rows": sampler.n_train_rows,
+        "sparse_gradients": bool(encoder is not None and encoder.user_embedding.sparse),
+        "users": model.n_users - 1, "items": model.n_items - 1, "train_rows": sampler.n_train_rows,
         "steps_per_epoch": steps, "timed_steps": unit_steps, "extrapolated": unit_steps != steps,
         "repeats": repeats, "warmup_epoch_seconds": warmup, "probe_seconds_per_step": probe,
-        "seconds_per_epoch": float(np.mean(per_epoch)), "seconds_per_epoch_std": float(np.std(per_epoch, ddof=1))
-        if repeats > 1 else 0.0, "seconds_per_epoch_min": float(np.min(per_epoch)),
-        "seconds_per_epoch_max": float(np.max(per_epoch)), "seconds_per_epoch_all": per_epoch,
+        "seconds_per_epoch": float(np.mean(per_epoch)),
+        "seconds_per_epoch_std": float(np.std(per_epoch, ddof=1)) if repeats > 1 else 0.0,
+        "seconds_per_epoch_min": float(np.min(per_epoch)), "seconds_per_epoch_max": float(np.max(per_epoch)),
+        "seconds_per_epoch_all": per_epoch,
         # CPU time of this process per epoch: on a busy machine closer to what a quiet one takes (one thread).
         "cpu_seconds_per_epoch": float(np.mean(cpu_seconds[-repeats:])) * steps / unit_steps,
         "peak_rss_bytes_after_setup": rss_setup,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
-    if device.type == "cuda":
+    if cuda:
         out.update(gpu_bytes_before_training=gpu_before, peak_gpu_bytes=torch.cuda.max_memory_allocated(device))
     return out
 
