@@ -19,7 +19,8 @@ def summarise_trial(record: dict, metric: str) -> dict:
     if record["run"].get("eval_split") != "valid":
         raise SpecbenchError(f"{record['_path']}: a tuning trial must be evaluated on the validation split, "
                              f"not {record['run'].get('eval_split')!r}")
-    trained = [h for h in record["history"] if h["epoch"] > 0]
+    # A training-free model (no epochs) is judged on its one evaluation, epoch 0.
+    trained = [h for h in record["history"] if h["epoch"] > 0] or ([] if record["epochs"] else record["history"])
     if not trained or metric not in trained[0]["metrics"]:
         raise SpecbenchError(f"{record['_path']}: no evaluation with metric {metric!r}")
     best = max(trained, key=lambda h: h["metrics"][metric])
@@ -38,7 +39,7 @@ def select(trial_paths: list[Path], trial_params: list[dict], metric: str, selec
         trials.append({"trial": i, "params": params, **{k: v for k, v in summary.items() if k != "settings"}})
     best = max(trials, key=lambda t: (t["best_value"], -t["trial"]))
     chosen = dict(best["params"])
-    if select_epochs:
+    if select_epochs and best["best_epoch"] > 0:  # a training-free model has no epochs to choose
         chosen["epochs"] = best["best_epoch"]
     result = {"metric": metric, "split": "valid", "select_epochs": select_epochs, "chosen_trial": best["trial"],
               "params": chosen, "value": best["best_value"], "trials": trials}

@@ -127,3 +127,31 @@ def test_readme_results_section_is_generated_from_reference_runs(tmp_path):
     assert "stale" not in text and "### quick-cpu" in text and "Made by `make reproduce`." in text
     assert "**0.3900** ± 0.0100" in text and text.endswith("## After\n")
     assert not update_readme(readme, tmp_path / "reference")  # idempotent
+
+
+def test_training_free_runs_are_reported_without_a_spectrum(tmp_path):
+    """A graph filter (one evaluation at epoch 0, no spectrum) sits in the tables and the cost table,
+    and the spectrum figures simply leave it out."""
+    paths = write_fixtures(tmp_path)
+    for seed in range(2):
+        metrics = {"recall@10": 0.05, "ndcg@10": 0.1, "recall@20": 0.08, "ndcg@20": 0.41 + 0.01 * seed}
+        history = [{"epoch": 0, "loss": None, "metrics": metrics, "spectrum": {}}]
+        record = {"schema": 1, "run": {"dataset": "ml100k", "backbone": "filter", "method": "GFCF", "label": "GF-CF",
+                                       "model": "GFCF", "seed": seed},
+                  "history": history, "final": history[0], "per_user": {}, "epochs": [],
+                  "timing": {"seconds_per_epoch": 0.0, "train_seconds": 0.0, "setup_seconds": 1.5},
+                  "memory": {"peak_rss_bytes": 2**20}}
+        path = tmp_path / "runs" / "ml100k" / "filter" / "GFCF" / f"{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+        paths.append(path)
+    out = tmp_path / "out"
+    build_report(paths, out, ours=["DirectSpecPlus"])
+    main = pd.read_csv(out / "tables" / "main.csv")
+    row = main[(main["method"] == "GFCF") & (main["metric"] == "ndcg@20")].iloc[0]
+    assert row["backbone"] == "filter" and row["mean"] == pytest.approx(0.415) and row["seeds"] == 2
+    assert "Graph filter (training-free)" in (out / "tables" / "main.md").read_text()
+    cost = pd.read_csv(out / "tables" / "efficiency.csv")
+    gf = cost[cost["method"] == "GFCF"].iloc[0]
+    assert gf["setup_seconds"] == 1.5 and gf["epochs"] == 0 and gf["best_epoch"] == 0
+

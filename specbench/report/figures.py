@@ -158,7 +158,8 @@ def sensitivity_figure(trials: list[dict], stem: Path, x: str = "alpha", y: str 
         s = r.get("settings", {})
         if x not in s or y not in s:
             continue
-        best = max((h for h in r["history"] if h["epoch"] > 0), key=lambda h: h["metrics"][metric])
+        trained = [h for h in r["history"] if h["epoch"] > 0] or r["history"]  # training-free: epoch 0
+        best = max(trained, key=lambda h: h["metrics"][metric])
         rows.append({"group": f"{r['run']['dataset']} · {_model_label(r['run']['backbone'], r['run'].get('label', r['run']['method']))}",
                      x: s[x], y: s[y], metric: best["metrics"][metric], "erank": best["spectrum"].get("erank", float("nan"))})
     df = pd.DataFrame(rows)
