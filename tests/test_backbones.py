@@ -129,3 +129,17 @@ def test_initialisations(backbone):
         encoder(init="uniform")
     with pytest.raises(ValueError, match="backbone must be one of"):
         encoder(backbone="ngcf")
+
+
+def test_propagation_gradient_equals_the_dense_transcription():
+    """The symmetric sparse product's backward (Ã g) equals autograd through dense Ã, on LightGCN."""
+    enc = Encoder(N_USERS, N_ITEMS, 4, tiny_matrix(), backbone="lightgcn", n_layers=3, init="xavier_uniform")
+    weights = torch.randn(N_USERS + N_ITEMS, 4, dtype=torch.float64)
+    hu, hi = enc()
+    (torch.cat([hu, hi]).double() * weights).sum().backward()
+    a = dense_normalized_adjacency()
+    e = stacked(enc).detach().double().requires_grad_(True)
+    s = sum(torch.linalg.matrix_power(a, k) for k in range(4))
+    ((s @ e) * weights).sum().backward()
+    got = torch.cat([enc.user_embedding.weight.grad, enc.item_embedding.weight.grad]).double()
+    assert torch.allclose(got, e.grad, atol=1e-5)
