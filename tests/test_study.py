@@ -39,6 +39,10 @@ def test_published_directspec_settings(dataset):
         p = study.spec(dataset, backbone, "DirectSpecPlusPublished", 0)["params"]
         assert (p["learning_rate"], p["alpha"], p["tau"], p["shrink_norm"]) == (lr, alpha, tau, shrink)
         assert (p["lr_decay"], p["epochs"], p["backbone"]) == (decay, epochs, backbone)
+        assert p.get("reg", 0.0) == (0.01 if backbone == "lightgcn" else 0.0)  # only directspec_gcn.py reads --reg
+        q = study.spec(dataset, backbone, "DirectSpecPlusAdaptivePublished", 0)["params"]
+        assert (q["tau0"], q["tau1"], q["alpha"], q["lr_decay"]) == (tau0, tau1, alpha, 0.9999)
+        assert q["epochs"] == (50 if backbone == "mf" else 390) and q.get("reg", 0.0) == 0.0
         assert not study.is_tuned("DirectSpecPlusPublished")
     a = study.spec(dataset, "mf", "DirectSpecPlusAdaptive", 0)["params"]
     assert (a["tau0"], a["tau1"], a["alpha"]) == (tau0, tau1, alpha)
