@@ -49,8 +49,10 @@ test: venv sysdeps
 # `make bench DEVICE=cuda` times the same on a GPU; BENCH_ARGS passes more options (see --help).
 DEVICE        ?= cpu
 BENCH_THREADS ?= 1
+BENCH_DATA    ?= citeulike gowalla
 bench: venv
-	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/python -m specbench.bench --device $(DEVICE) $(BENCH_ARGS)
+	$(SNAKE) $(foreach ds,$(BENCH_DATA),data/atomic/$(ds)/stats.json)
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/python -m specbench.bench --device $(DEVICE) --datasets $(BENCH_DATA) $(BENCH_ARGS)
 
 envs/specbench.yaml: envs/requirements.txt specbench/envfile.py
 	$(PYTHON) specbench/envfile.py envs/requirements.txt > $@

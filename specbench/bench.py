@@ -1,7 +1,7 @@
 """Training speed of DirectSpec+ (`make bench`): seconds per epoch and peak memory of the real harness path.
 
 For each dataset and variant (DirectSpec+ on MF and LightGCN, single τ and τ0/τ1) at the published
-settings of config/methods.yaml (methods DirectSpecPlusPublished and DirectSpecPlusAdaptive; batch
+settings of config/methods.yaml (methods DirectSpecPlusPublished and DirectSpecPlusAdaptivePublished; batch
 256, floor(|train| / B) steps per epoch), a fresh process builds what ``specbench run`` builds (the
 RecBole dataset from atomic files, the model, the device sampler, the optimiser) and times
 ``specbench.run.train_epoch``, the loop every run uses: one warm-up epoch, then ``repeats`` timed
@@ -11,8 +11,8 @@ extrapolated to a whole epoch (``extrapolated: true``, ``timed_steps``). The dev
 only around timed units. Peak memory: RSS of the process (CPU) after setup and after training;
 ``torch.cuda.max_memory_allocated`` during training (GPU).
 
-Data: data/atomic/<ds> when prepared, else the mirror's <ds>/{train,test}.csv.gz ($SPECBENCH_DATA_MIRROR)
-written as atomic files to a scratch folder. Output: results/bench/<device kind>-<host>.json.
+Data: data/atomic/<ds>, prepared by the workflow (`make bench` asks Snakemake for it first).
+Output: results/bench/<device kind>-<host>.json.
 """
 
 from __future__ import annotations
@@ -36,24 +36,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {  # name -> (catalogue method, backbone)
     "mf": ("DirectSpecPlusPublished", "mf"),
-    "mf-adaptive": ("DirectSpecPlusAdaptive", "mf"),
+    "mf-adaptive": ("DirectSpecPlusAdaptivePublished", "mf"),
     "lightgcn": ("DirectSpecPlusPublished", "lightgcn"),
-    "lightgcn-adaptive": ("DirectSpecPlusAdaptive", "lightgcn"),
+    "lightgcn-adaptive": ("DirectSpecPlusAdaptivePublished", "lightgcn"),
 }
-DEFAULT_MIRROR = Path("/work/shared/datasets")
 
 
-def data_dir_for(dataset: str, prepared: Path, scratch: Path) -> Path:
-    """The folder holding <dataset>/<dataset>.{train,test}.inter: the prepared one, else made from the mirror."""
-    if all((prepared / dataset / f"{dataset}.{s}.inter").is_file() for s in ("train", "test")):
-        return prepared
-    import pandas as pd
-
-    from specbench.data import write_atomic
-    mirror = Path(os.environ.get("SPECBENCH_DATA_MIRROR") or DEFAULT_MIRROR) / dataset
-    splits = {s: pd.read_csv(mirror / f"{s}.csv.gz", dtype=str) for s in ("train", "test")}
-    write_atomic(scratch / dataset, dataset, splits, {"source": str(mirror)})
-    return scratch
+def check_prepared(datasets, data_dir: Path) -> None:
+    """Every benchmarked dataset must be prepared by the workflow (fetched, checksummed, converted)."""
+    from specbench.errors import SpecbenchError
+    missing = [ds for ds in datasets if not all((data_dir / ds / f"{ds}.{s}.inter").is_file() for s in ("train", "test"))]
+    if missing:
+        targets = " ".join(f"{data_dir}/{ds}/stats.json" for ds in missing)
+        raise SpecbenchError(f"not prepared in {data_dir}: {', '.join(missing)}; run `snakemake -c1 {targets}` "
+                             "first (`make bench` does)")
 
 
 def variant_spec(dataset: str, variant: str, data_dir: Path, device: str) -> dict:
@@ -201,20 +197,18 @@ def main(argv=None) -> int:
     info = hardware(args.device)
     out = args.out or ROOT / "results" / "bench" / f"{device_kind(info)}-{info['host']}.json"
     load_before, started, results = os.getloadavg(), time.time(), []
-    with tempfile.TemporaryDirectory(prefix="specbench-bench-") as scratch:
-        for ds in args.datasets:
-            data_dir = data_dir_for(ds, args.data_dir, Path(scratch))
-            for variant in args.variants:
-                row = {"variant": variant, **run_child(ds, variant, data_dir, args),
-                       "data": "prepared atomic files" if data_dir == args.data_dir else "mirror csv.gz"}
-                results.append(row)
-                print(f"{ds:10s} {variant:18s} {row['seconds_per_epoch']:8.3f} s/epoch "
-                      f"(±{row['seconds_per_epoch_std']:.3f}; CPU time {row['cpu_seconds_per_epoch']:.3f} s; "
-                      f"{row['steps_per_epoch']} steps"
-                      f"{', extrapolated from ' + str(row['timed_steps']) + ' steps' if row['extrapolated'] else ''}) "
-                      f"peak RSS {row['peak_rss_bytes'] / 2**20:.0f} MiB"
-                      + (f", peak GPU {row['peak_gpu_bytes'] / 2**20:.0f} MiB" if 'peak_gpu_bytes' in row else ""),
-                      flush=True)
+    check_prepared(args.datasets, args.data_dir)
+    for ds in args.datasets:
+        for variant in args.variants:
+            row = {"variant": variant, **run_child(ds, variant, args.data_dir, args)}
+            results.append(row)
+            print(f"{ds:10s} {variant:18s} {row['seconds_per_epoch']:8.3f} s/epoch "
+                  f"(±{row['seconds_per_epoch_std']:.3f}; CPU time {row['cpu_seconds_per_epoch']:.3f} s; "
+                  f"{row['steps_per_epoch']} steps"
+                  f"{', extrapolated from ' + str(row['timed_steps']) + ' steps' if row['extrapolated'] else ''}) "
+                  f"peak RSS {row['peak_rss_bytes'] / 2**20:.0f} MiB"
+                  + (f", peak GPU {row['peak_gpu_bytes'] / 2**20:.0f} MiB" if 'peak_gpu_bytes' in row else ""),
+                  flush=True)
     record = {"schema": 1, "what": "seconds per training epoch of DirectSpec+ (specbench.run.train_epoch), "
                                    "published settings, batch 256, floor(|train|/B) steps per epoch",
               "hardware": info, "load_average_before": load_before, "load_average_after": os.getloadavg(),
