@@ -56,7 +56,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from backbones import Encoder
+from backbones import Encoder, InnerProductScores
 
 
 # ---- loss terms (pure functions of batch representations) ----
@@ -122,7 +122,7 @@ def spherical_kmeans(z: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
 
 # ---- models ----
 
-class _Aligned(GeneralRecommender):
+class _Aligned(InnerProductScores, GeneralRecommender):
     """A backbone (``Encoder``) trained on observed pairs; scores are raw inner products."""
     input_type = InputType.POINTWISE
 
@@ -142,14 +142,6 @@ class _Aligned(GeneralRecommender):
         users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
         hu, hi = self.encoder.encode(users, items)
         return self.batch_loss(users, items, hu, hi)
-
-    def predict(self, interaction):
-        hu, hi = self.encoder.encode(interaction[self.USER_ID], interaction[self.ITEM_ID])
-        return (hu * hi).sum(1)
-
-    def full_sort_predict(self, interaction):
-        hu, hi = self.encoder()
-        return (hu[interaction[self.USER_ID]] @ hi.t()).view(-1)
 
 
 class PositivesOnly(_Aligned):

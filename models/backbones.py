@@ -155,3 +155,28 @@ class Encoder(nn.Module):
             return self.user_embedding(users), self.item_embedding(items)
         hu, hi = self.forward()
         return hu[users], hi[items]
+
+
+class InnerProductScores:
+    """``predict`` and ``full_sort_predict`` as inner products of ``scoring_embeddings()``, the raw
+    (users, items) representations every embedding model here scores with (a mixin placed before
+    GeneralRecommender). In evaluation (eval mode, no autograd) they are computed once and reused
+    across user blocks until a parameter changes: LightGCN would otherwise propagate once per block.
+    """
+
+    def _scoring(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training or torch.is_grad_enabled():
+            return self.scoring_embeddings()
+        key = tuple((id(p), p._version) for p in self.parameters())
+        cache = getattr(self, "_scoring_cache", None)
+        if cache is None or cache[0] != key:
+            cache = self._scoring_cache = (key, self.scoring_embeddings())
+        return cache[1]
+
+    def predict(self, interaction):
+        hu, hi = self._scoring()
+        return (hu[interaction[self.USER_ID]] * hi[interaction[self.ITEM_ID]]).sum(1)
+
+    def full_sort_predict(self, interaction):
+        hu, hi = self._scoring()
+        return (hu[interaction[self.USER_ID]] @ hi.t()).view(-1)

@@ -37,7 +37,7 @@ from recbole.model.general_recommender.ncl import NCL
 from recbole.model.general_recommender.sgl import SGL
 from recbole.utils import InputType
 
-from backbones import Encoder
+from backbones import Encoder, InnerProductScores
 
 
 def perturb(h: torch.Tensor, eps: float, noise: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ def bpr(hu, hi, users, pos, neg) -> torch.Tensor:
     return -F.logsigmoid((u * hi[pos]).sum(1) - (u * hi[neg]).sum(1)).mean()
 
 
-class _NoisyGCL(GeneralRecommender):
+class _NoisyGCL(InnerProductScores, GeneralRecommender):
     """Shared by SimGCL and XSimGCL: LightGCN encoder, noisy passes, scoring with the clean pass."""
 
     input_type = InputType.PAIRWISE
@@ -98,14 +98,6 @@ class _NoisyGCL(GeneralRecommender):
 
     def _reg(self, hu, hi, users, pos):
         return self.reg_weight * (hu[users].norm() + hi[pos].norm()) / len(users)
-
-    def predict(self, interaction):
-        hu, hi = self.representations()
-        return (hu[interaction[self.USER_ID]] * hi[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction):
-        hu, hi = self.representations()
-        return (hu[interaction[self.USER_ID]] @ hi.t()).view(-1)
 
 
 class SimGCL(_NoisyGCL):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
-from backbones import Encoder
+from backbones import Encoder, InnerProductScores
 
 
 def correlation_norm(h: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,7 @@ def adaptive_penalty(layers: list[torch.Tensor]) -> torch.Tensor:
     return (inv / inv.sum() * c).sum()
 
 
-class AFDGCF(GeneralRecommender):
+class AFDGCF(InnerProductScores, GeneralRecommender):
     """LightGCN + BPR with AFDGCF's adaptive, layer-wise feature de-correlation penalty."""
 
     input_type = InputType.PAIRWISE
@@ -67,11 +67,3 @@ class AFDGCF(GeneralRecommender):
         per_side = [self.encoder.split(h) for h in layers[1:]]
         penalty = adaptive_penalty([s[0] for s in per_side]) + adaptive_penalty([s[1] for s in per_side])
         return bpr + self.reg_weight * reg + self.alpha * penalty
-
-    def predict(self, interaction):
-        hu, hi = self.scoring_embeddings()
-        return (hu[interaction[self.USER_ID]] * hi[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction):
-        hu, hi = self.scoring_embeddings()
-        return (hu[interaction[self.USER_ID]] @ hi.t()).view(-1)

@@ -33,7 +33,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from _cointeraction import CoInteraction
-from backbones import Encoder
+from backbones import Encoder, InnerProductScores
 
 
 def balance(h: torch.Tensor, alpha: float, kernel: str, temperature=None) -> torch.Tensor:
@@ -62,7 +62,7 @@ def positives_loss(hu: torch.Tensor, hi: torch.Tensor, reg: float = 0.0) -> torc
     return loss
 
 
-class _DirectSpec(GeneralRecommender):
+class _DirectSpec(InnerProductScores, GeneralRecommender):
     input_type = InputType.POINTWISE
     kernel = "softmax"
 
@@ -86,7 +86,6 @@ class _DirectSpec(GeneralRecommender):
         self.co_interaction = CoInteraction(interactions) if self.adaptive else None
         if self._sparse_grad(config):
             self.encoder.user_embedding.sparse = self.encoder.item_embedding.sparse = True
-        self._scoring_cache = None
 
     def _sparse_grad(self, config) -> bool:
         """``sparse_grad``: true/false, or auto = MF on CPU with plain SGD (no weight decay or clipping)."""
@@ -115,22 +114,8 @@ class _DirectSpec(GeneralRecommender):
         return positives_loss(*self.balanced(interaction[self.USER_ID], interaction[self.ITEM_ID]), self.reg)
 
     def scoring_embeddings(self):
-        """Raw (H_U, H_I) for scoring; reused across evaluation blocks while the tables are unchanged."""
-        if self.training or torch.is_grad_enabled():
-            return self.encoder()
-        weights = (self.encoder.user_embedding.weight, self.encoder.item_embedding.weight)
-        key = tuple((id(w), w._version) for w in weights)
-        if self._scoring_cache is None or self._scoring_cache[0] != key:
-            self._scoring_cache = (key, self.encoder())
-        return self._scoring_cache[1]
-
-    def predict(self, interaction):
-        hu, hi = self.scoring_embeddings()
-        return (hu[interaction[self.USER_ID]] * hi[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction):
-        hu, hi = self.scoring_embeddings()
-        return (hu[interaction[self.USER_ID]] @ hi.t()).view(-1)
+        """Raw (H_U, H_I): the reference scores without normalising, balancing or shrinking."""
+        return self.encoder()
 
 
 class DirectSpecPlus(_DirectSpec):

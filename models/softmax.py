@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
-from backbones import Encoder
+from backbones import Encoder, InnerProductScores
 
 
 def ssm_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None,
@@ -38,7 +38,7 @@ def ssm_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tens
     return -torch.log_softmax(logits / temperature, dim=1)[:, 0].mean()
 
 
-class SSM(GeneralRecommender):
+class SSM(InnerProductScores, GeneralRecommender):
     """Sampled softmax (cosine, temperature τ) with in-batch or uniform negatives, on MF or LightGCN."""
 
     input_type = InputType.PAIRWISE  # the harness adds negatives only when neg_samples > 0
@@ -67,11 +67,3 @@ class SSM(GeneralRecommender):
         loss = ssm_loss(hu[users], hi[pos], negatives, self.temperature)
         reg = sum(e.pow(2).sum() for e in ego) / 2
         return loss + self.reg_weight * reg / len(users)
-
-    def predict(self, interaction):
-        hu, hi = self.encoder.encode(interaction[self.USER_ID], interaction[self.ITEM_ID])
-        return (hu * hi).sum(1)
-
-    def full_sort_predict(self, interaction):
-        hu, hi = self.encoder()
-        return (hu[interaction[self.USER_ID]] @ hi.t()).view(-1)

@@ -143,3 +143,35 @@ def test_propagation_gradient_equals_the_dense_transcription():
     ((s @ e) * weights).sum().backward()
     got = torch.cat([enc.user_embedding.weight.grad, enc.item_embedding.weight.grad]).double()
     assert torch.allclose(got, e.grad, atol=1e-5)
+
+
+def test_inner_product_scores_reuse_representations_in_evaluation_until_a_parameter_changes():
+    from backbones import InnerProductScores
+
+    class Scorer(InnerProductScores, torch.nn.Module):
+        USER_ID, ITEM_ID = "u", "i"
+
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.calls = encoder(dim=3), 0
+
+        def scoring_embeddings(self):
+            self.calls += 1
+            return self.encoder()
+
+    model = Scorer().eval()
+    users, items = torch.tensor([0, 2]), torch.tensor([1, 3])
+    with torch.no_grad():
+        first = model.full_sort_predict({"u": users})
+        pair = model.predict({"u": users, "i": items})
+        assert model.calls == 1  # one propagation for every block of users scored
+        hu, hi = model.encoder()
+        assert torch.allclose(first.view(2, -1), hu[users] @ hi.t())
+        assert torch.allclose(pair, (hu[users] * hi[items]).sum(1))
+        model.encoder.item_embedding.weight.add_(1.0)  # an optimiser step changes the tables in place
+        hu, hi = model.encoder()
+        assert torch.allclose(model.full_sort_predict({"u": users}).view(2, -1), hu[users] @ hi.t())
+        assert model.calls == 2
+    model.train()
+    model.full_sort_predict({"u": users}), model.full_sort_predict({"u": users})
+    assert model.calls == 4  # never cached while training
