@@ -155,3 +155,20 @@ def test_training_free_runs_are_reported_without_a_spectrum(tmp_path):
     gf = cost[cost["method"] == "GFCF"].iloc[0]
     assert gf["setup_seconds"] == 1.5 and gf["epochs"] == 0 and gf["best_epoch"] == 0
 
+
+
+def test_ablation_variants_get_their_own_table_and_stay_out_of_the_main_one(tmp_path):
+    paths = write_fixtures(tmp_path)
+    for seed, v in enumerate([0.36, 0.37]):
+        path = tmp_path / "runs" / "ml100k" / "mf" / "DirectSpecPlusNoShrink" / f"{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(fixture_record("mf", "DirectSpecPlusNoShrink", "DirectSpec+ (no shrink_norm)", seed, v)))
+        paths.append(path)
+    out = tmp_path / "out"
+    build_report(paths, out, ours=["DirectSpecPlus"], ablation=["DirectSpecPlusNoShrink"])
+    ablation = pd.read_csv(out / "tables" / "ablation.csv")
+    assert set(ablation["method"]) == {"DirectSpecPlusNoShrink"}
+    row = ablation[ablation["metric"] == "ndcg@20"].iloc[0]
+    assert row["mean"] == pytest.approx(0.365) and row["std"] == pytest.approx(statistics.stdev([0.36, 0.37]))
+    assert "DirectSpecPlusNoShrink" not in set(pd.read_csv(out / "tables" / "main.csv")["method"])
+    assert "DirectSpec+ (no shrink\\_norm)" in (out / "tables" / "ablation.tex").read_text()
