@@ -81,7 +81,6 @@ def build(ml100k_small, tmp_path_factory):
 
     def make(model, backbone="mf", **params):
         spec = make_spec(ml100k_small, model, backbone=backbone, **params)
-        spec["params"]["backbone"] = backbone
         entry, settings = resolve_settings(spec)
         config, splits = recbole_config(entry.cls, spec, settings, tmp_path_factory.mktemp("work"))
         config["device"] = torch.device("cpu")
@@ -287,8 +286,6 @@ def trained(ml100k_small, tmp_path_factory):
             settings = {**TRAINED.get((model, backbone), {}), **params}
             spec = make_spec(ml100k_small, model, backbone=backbone, eval_at_start=False, **settings)
             spec["params"]["eval_step"] = spec["params"]["epochs"]
-            if model not in ("BPR", "LightGCN"):
-                spec["params"]["backbone"] = backbone
             cache[key] = run(spec, tmp_path_factory.mktemp("runs") / "runs" / f"{model}-{backbone}.json")
         return cache[key]
     return get

@@ -182,10 +182,7 @@ def test_noise_methods_need_propagation_layers(name):
 
 
 def train(spec_for, tmp_path, model, backbone="lightgcn", **params):
-    spec = spec_for(model, backbone=backbone, eval_at_start=False, **params)
-    if "backbone" in get_model(model).defaults():
-        spec["params"]["backbone"] = backbone
-    return run(spec, tmp_path / "runs" / f"{model}.json")
+    return run(spec_for(model, backbone=backbone, eval_at_start=False, **params), tmp_path / "runs" / f"{model}.json")
 
 
 # Settings for a few seconds on the 150-user subsample (24 steps an epoch at batch 512): a learning

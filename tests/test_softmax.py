@@ -83,7 +83,6 @@ def test_a_perfectly_separating_batch_has_the_hand_computed_loss():
 
 def train(spec_for, tmp_path, backbone, **params):
     spec = spec_for("SSM", backbone=backbone, eval_at_start=True, **params)
-    spec["params"]["backbone"] = backbone
     return run(spec, tmp_path / "runs" / f"SSM-{backbone}.json")
 
 
