@@ -121,31 +121,9 @@ class Catalog:
 
 # ---------------------------------------------------------------- the catalogue (datasets.yaml)
 
-_FILE_KEYS = {"rows", "sha256", "mirror", "url", "original", "recbole", "bytes", "format", "reconstructed"}
-_DATASET_KEYS = {"title", "description", "split", "id_space", "expect", "files"}
-
-
-def _keys(where: str, entry, allowed: set, required=()) -> dict:
-    if not isinstance(entry, dict):
-        raise SpecbenchError(f"{where}: expected a mapping, got {entry!r}")
-    unknown = sorted(set(entry) - allowed)
-    missing = [k for k in required if k not in entry]
-    if unknown or missing:
-        raise SpecbenchError(f"{where}: " + "; ".join(
-            ([f"unknown key(s) {unknown} (allowed: {sorted(allowed)})"] if unknown else [])
-            + ([f"missing key(s) {missing}"] if missing else [])))
-    return entry
-
-
 def _source_file(where: str, ds: str, key: str, entry: dict, defaults: dict) -> SourceFile:
-    entry = _keys(where, entry, _FILE_KEYS, ("rows", "sha256"))
-    orig = {**defaults, **_keys(f"{where}.original", entry.get("original", {}),
-                                {"sha256", "bytes", "git_blob", "header", "newline"})}
+    orig = {**defaults, **(entry.get("original") or {})}
     headers = orig.get("header", "user,item")
-    if orig.get("newline", "crlf") not in NEWLINES:
-        raise SpecbenchError(f"{where}.original.newline = {orig['newline']!r}: expected one of {list(NEWLINES)}")
-    if entry.get("format", "csv") not in ("csv", "recbole_inter"):
-        raise SpecbenchError(f"{where}.format = {entry['format']!r}: expected csv or recbole_inter")
     if not (entry.get("url") or entry.get("mirror") or entry.get("recbole")):
         raise SpecbenchError(f"{where}: give at least one source (url, mirror or recbole)")
     original = Original(orig.get("sha256"), orig.get("bytes"), orig.get("git_blob"),
@@ -157,28 +135,22 @@ def _source_file(where: str, ds: str, key: str, entry: dict, defaults: dict) -> 
 
 def load_catalog(path: Path | str | None = None) -> Catalog:
     """Parse config/datasets.yaml (``path``, default this checkout's); a wrong key or value is named
-    with its place in the file."""
-    import yaml
+    with its place in the file (keys and types: config/schema/datasets.schema.yaml)."""
+    from specbench.schemas import check_file, display_path
     path = Path(path or CATALOG)
     if not path.is_file():
         raise SpecbenchError(f"dataset catalogue {path} does not exist (expected config/datasets.yaml)")
-    doc = _keys(str(path), yaml.safe_load(path.read_text()), {"mirror", "original_defaults", "datasets"},
-                ("datasets",))
+    doc = check_file(path, "datasets.schema.yaml")
     defaults = doc.get("original_defaults") or {}
     datasets = {}
     for name, entry in (doc["datasets"] or {}).items():
-        where = f"{path}: datasets.{name}"
-        entry = _keys(where, entry, _DATASET_KEYS, ("title", "split", "files"))
+        where = f"{display_path(path)}: datasets.{name}"
         split = entry["split"]
-        if split != "fixed" and not (isinstance(split, dict) and set(split) == {"test_fraction", "seed"}):
-            raise SpecbenchError(f"{where}.split = {split!r}: expected 'fixed' or {{test_fraction, seed}}")
         files = {k: _source_file(f"{where}.files.{k}", name, k, v, defaults) for k, v in entry["files"].items()}
         wanted = {"train", "test"} if split == "fixed" else {"interactions"}
         if set(files) != wanted:
             raise SpecbenchError(f"{where}.files: expected the keys {sorted(wanted)} for split {split!r}, "
                                  f"got {sorted(files)}")
-        for key in ("id_space", "expect"):
-            _keys(f"{where}.{key}", entry.get(key) or {}, {"users", "items"})
         datasets[name] = Dataset(name, entry["title"], entry.get("description", ""), split, files,
                                  entry.get("id_space"), entry.get("expect") or {})
     return Catalog(path, doc.get("mirror"), datasets)

@@ -163,7 +163,8 @@ def test_unknown_dataset_and_bad_catalogue_key_are_named(catalog, tmp_path):
     doc["datasets"]["citeulike"]["files"]["train"]["sha265"] = "x"
     bad = tmp_path / "datasets.yaml"
     bad.write_text(yaml.safe_dump(doc))
-    with pytest.raises(SpecbenchError, match=r"datasets\.citeulike\.files\.train: unknown key\(s\) \['sha265'\]"):
+    with pytest.raises(SpecbenchError, match=r"datasets\.yaml, line \d+: datasets\.citeulike\.files\.train: "
+                                             r"unknown key 'sha265' \(did you mean 'sha256'\?\)"):
         load_catalog(bad)
 
 

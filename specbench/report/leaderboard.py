@@ -9,13 +9,12 @@ is "yes" when ``|mean - ref| / ref <= tolerance`` (5% relative unless the yaml s
 else "no (-x.x%)" / "no (+x.x%)"; "—" when there is no reference, and "n/c" when the only
 reference uses a different metric definition (shown, never judged).
 
-    python -m specbench.report.leaderboard RUN.json... --chosen CHOSEN.json... \
+    specbench leaderboard RUN.json... --chosen CHOSEN.json... \
         --published config/published.yaml --figures results/figures --out results/leaderboard
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -24,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from specbench.atomic_io import atomic_write_text
 from specbench.errors import SpecbenchError
@@ -112,15 +110,10 @@ def load_published(path) -> tuple[list[dict], float]:
     """Entries and tolerance of a published-numbers yaml (see config/published.yaml)."""
     if path is None or not Path(path).exists():
         return [], DEFAULT_TOLERANCE
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    from specbench.schemas import check_file  # keys and types: config/schema/published.schema.yaml
+    data = check_file(path, "published.schema.yaml") or {}
     tolerance = float(data.get("tolerance", DEFAULT_TOLERANCE))
     entries = data.get("entries", []) or []
-    for i, e in enumerate(entries):
-        missing = [k for k in ("dataset", "metric", "value", "source") if k not in e]
-        if missing:
-            raise SpecbenchError(f"{path}: entry {i} lacks {', '.join(missing)} (each entry needs dataset, "
-                                 f"metric, value and source, and optionally method/model/backbone filters)")
     return entries, tolerance
 
 
@@ -322,23 +315,3 @@ def write_leaderboard(run_paths, out_stem: Path, chosen_paths=(), published_path
     atomic_write_text(paths[1], to_markdown(df, tolerance))
     atomic_write_text(paths[2], to_html(df, figures, tolerance, published))
     return paths
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m specbench.report.leaderboard", description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", help="run JSONs (test split; others are ignored)")
-    parser.add_argument("--chosen", nargs="*", default=[], help="tuning chosen.json files")
-    parser.add_argument("--published", default=None, help="published numbers (config/published.yaml)")
-    parser.add_argument("--figures", default=None, help="a folder of PNG figures to embed")
-    parser.add_argument("--metrics", nargs="*", default=None, help="metrics to list (default: all but ref_*)")
-    parser.add_argument("--out", default="results/leaderboard", help="output stem")
-    args = parser.parse_args(argv)
-    try:
-        for p in write_leaderboard(args.runs, Path(args.out), args.chosen, args.published, args.figures, args.metrics):
-            print(p)
-    except SpecbenchError as exc:
-        raise SystemExit(f"error: {exc}")
-
-
-if __name__ == "__main__":
-    main()
