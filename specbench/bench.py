@@ -3,8 +3,8 @@
 For each dataset and variant (DirectSpec+ on MF and LightGCN, single τ and τ0/τ1) at the published
 settings of config/methods.yaml (methods DirectSpecPlusPublished and DirectSpecPlusAdaptivePublished; batch
 256, floor(|train| / B) steps per epoch), a fresh process builds what ``specbench run`` builds (the
-RecBole dataset from atomic files, the model, the device sampler, the optimiser) and times
-``specbench.run.train_epoch``, the loop every run uses: one warm-up epoch, then ``repeats`` timed
+RecBole dataset from atomic files, the model, the device sampler, the optimiser: ``specbench.harness.build``)
+and times ``specbench.training.train_epoch``, the loop every run uses: one warm-up epoch, then ``repeats`` timed
 epochs (mean and spread). Where an epoch would take longer than ``max_epoch_seconds`` (LightGCN on a
 CPU), a probe sets a number of steps that fits, and the timed units are that many steps,
 extrapolated to a whole epoch (``extrapolated: true``, ``timed_steps``). The device is synchronised
@@ -57,9 +57,10 @@ def variant_spec(dataset: str, variant: str, data_dir: Path, device: str) -> dic
     from specbench.study import Study
     method, backbone = VARIANTS[variant]
     study = Study({"catalogue": str(ROOT / "config" / "methods.yaml"), "methods": [method],
-                   "backbones": [backbone], "datasets": [dataset], "data_dir": str(data_dir)}, root=ROOT)
+                   "backbones": [backbone], "datasets": [dataset], "seeds": [0], "data_dir": str(data_dir)}, root=ROOT)
+    from specbench.settings import layer
     spec = study.spec(dataset, backbone, method, 0)
-    spec["params"].update(device=device)
+    spec["layers"].append(layer("set", "specbench.bench --device", {"device": device}))
     return spec
 
 
@@ -73,36 +74,18 @@ class _Prefix:
         return itertools.islice(self.sampler.epoch(), self.steps)
 
 
-def harness_objects(spec: dict):
-    """What ``specbench run`` builds for ``spec``: (settings, device, model, sampler, optimiser, batch wrapper)."""
-    from recbole.data import create_dataset
-    from recbole.utils import init_seed
-
-    from specbench.run import OPTIMIZERS, batch_wrapper, recbole_config, resolve_device
-    from specbench.sampling import TrainSampler
-    from specbench.validate import resolve_settings
-    entry, settings = resolve_settings(spec)
-    device = resolve_device(settings["device"])
-    with tempfile.TemporaryDirectory() as work:
-        config, splits = recbole_config(entry.cls, spec, settings, Path(work))
-    config["device"] = device
-    init_seed(int(spec["seed"]), True)
-    train_split = dict(zip(splits, create_dataset(config).build()))[splits[0]]
-    model = entry.cls(config, train_split).to(device)
-    sampler = TrainSampler(train_split.inter_matrix(form="csr"), settings["train_batch_size"],
-                           settings["train_sampler"], 0, device=device, seed=int(spec["seed"]))
-    optimizer = OPTIMIZERS[str(settings["learner"]).lower()](
-        [p for p in model.parameters() if p.requires_grad], lr=float(settings["learning_rate"]),
-        weight_decay=float(settings["weight_decay"]))
-    return settings, device, model, sampler, optimizer, batch_wrapper(config)
-
-
 def time_variant(spec: dict, repeats: int, max_epoch_seconds: float, probe_steps: int = 10) -> dict:
-    """Time ``specbench.run.train_epoch`` on the harness objects of ``spec``; returns the measurements."""
+    """Time ``specbench.training.train_epoch`` on the harness of ``spec``; returns the measurements."""
     import torch
 
-    from specbench.run import train_epoch
-    settings, device, model, sampler, optimizer, wrap = harness_objects(spec)
+    from specbench.harness import build
+    from specbench.training import train_epoch
+    from specbench.settings import resolve
+    resolved = resolve(spec)
+    entry, settings = resolved.entry, resolved.settings
+    with tempfile.TemporaryDirectory() as work:
+        h = build(spec, entry, settings, Path(work))
+    device, model, sampler, optimizer, wrap = h.device, h.model, h.sampler, h.optimizer, h.wrap
     steps, cuda = sampler.steps_per_epoch(), device.type == "cuda"
     rss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if cuda:
@@ -155,7 +138,8 @@ def time_variant(spec: dict, repeats: int, max_epoch_seconds: float, probe_steps
 def hardware(device: str) -> dict:
     import torch
 
-    from specbench.run import device_info, git_state, package_versions, resolve_device
+    from specbench.harness import resolve_device
+    from specbench.provenance import device_info, git_state, package_versions
     info = device_info(resolve_device(device))
     info.pop("hostname", None)
     return {**info, "host": socket.gethostname(), "torch_threads": torch.get_num_threads(),
@@ -209,7 +193,7 @@ def main(argv=None) -> int:
                   f"peak RSS {row['peak_rss_bytes'] / 2**20:.0f} MiB"
                   + (f", peak GPU {row['peak_gpu_bytes'] / 2**20:.0f} MiB" if 'peak_gpu_bytes' in row else ""),
                   flush=True)
-    record = {"schema": 1, "what": "seconds per training epoch of DirectSpec+ (specbench.run.train_epoch), "
+    record = {"schema": 1, "what": "seconds per training epoch of DirectSpec+ (specbench.training.train_epoch), "
                                    "published settings, batch 256, floor(|train|/B) steps per epoch",
               "hardware": info, "load_average_before": load_before, "load_average_after": os.getloadavg(),
               "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),

@@ -1,6 +1,6 @@
 """Compatibility shim for RecBole 1.2.1 on numpy 2, scipy >= 1.13 and torch >= 2.6.
 
-Import this module before anything from recbole (``specbench.run`` does). Each patch is the
+Import this module before anything from recbole (``specbench.harness`` does). Each patch is the
 smallest fix for a breakage measured in ../shared/reference/recbole.md; all are idempotent.
 """
 

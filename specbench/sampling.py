@@ -24,7 +24,9 @@ SCHEMES = ("pairs", "users")
 
 class TrainSampler:
     def __init__(self, train: sp.csr_matrix, batch_size: int, scheme: str = "pairs", neg_samples: int = 0,
-                 device="cpu", seed: int = 0, first_item: int = 1):
+                 device="cpu", seed: int = 0, first_item: int = 1, dataset: str | None = None,
+                 data_file: str | None = None):
+        """``dataset`` and ``data_file`` (where ``train`` was read) name the data in the batch-size error."""
         if scheme not in SCHEMES:
             raise SpecbenchError(f"train_sampler must be one of {SCHEMES}, got {scheme!r}")
         train = sp.csr_matrix(train, copy=True)
@@ -40,9 +42,12 @@ class TrainSampler:
         counts = np.asarray(train.data)
         whole = len(counts) and np.all(counts >= 1) and np.all(counts == np.round(counts))
         self.n_train_rows = int(counts.sum()) if whole else self.n_rows  # duplicates included
-        if self.batch_size <= 0 or self.batch_size > self.n_train_rows:
-            raise SpecbenchError(f"train_batch_size must lie in [1, {self.n_train_rows}] (the training rows), "
-                                 f"got {batch_size}")
+        if self.batch_size <= 0:
+            raise SpecbenchError(f"train_batch_size must be at least 1, got {batch_size}")
+        if self.batch_size > self.n_train_rows:  # training rows, duplicates included
+            of, where = (f" of {dataset}" if dataset else ""), (f" in {data_file}" if data_file else "")
+            raise SpecbenchError(f"train_batch_size = {batch_size} is larger than the training data{of} "
+                                 f"({self.n_train_rows} rows{where}); use at most {self.n_train_rows}")
         self.indptr = torch.as_tensor(train.indptr, dtype=torch.long, device=self.device)
         self.indices = torch.as_tensor(train.indices, dtype=torch.long, device=self.device)
         self.active_users = torch.as_tensor(np.flatnonzero(np.diff(train.indptr) > 0), dtype=torch.long, device=self.device)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from specbench.atomic_io import atomic_write_text
 from specbench.errors import SpecbenchError
-from specbench.report.records import load_run
+from specbench.record import load_run
 
 
 def summarise_trial(record: dict, metric: str) -> dict:

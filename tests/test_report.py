@@ -10,9 +10,9 @@ import pytest
 import torch
 from scipy import stats
 
+from specbench.record import encode_per_user
 from specbench.report import build_report
 from specbench.report.stats import holm, seed_ci
-from specbench.run import encode_per_user
 
 NDCG20 = {("mf", "BPR", "BPR"): [0.30, 0.32, 0.34], ("lightgcn", "BPR", "BPR"): [0.35, 0.36, 0.37],
           ("mf", "DirectSpecPlus", "DirectSpec+"): [0.40, 0.38, 0.39]}

@@ -4,7 +4,9 @@ import math
 import pytest
 
 from specbench.errors import SpecbenchError
-from specbench.run import decode_per_user, run
+from specbench.record import decode_per_user
+from specbench.run import run
+from tests.helpers import toy_plugin
 
 KEYS = {"schema", "run", "settings", "recbole_config", "environment", "data", "epochs", "history", "final",
         "timing", "memory"}
@@ -72,34 +74,8 @@ def test_cuda_asked_for_without_a_gpu_is_an_error(tmp_path, spec_for):
         run(spec_for("BPR", device="cuda"), tmp_path / "runs" / "x.json")
 
 
-POPULARITY_MODEL = '''
-import torch
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.utils import InputType
-
-
-class TrainFreePop(GeneralRecommender):
-    """Training-free: item popularity counted in __init__, no parameters."""
-    input_type = InputType.POINTWISE
-
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        counts = torch.as_tensor(dataset.inter_matrix(form="csr").sum(0), dtype=torch.float64).view(-1)
-        ties = torch.arange(len(counts), dtype=torch.float64) / (len(counts) + 1)  # lower id first
-        self.register_buffer("popularity", (counts - ties).float())
-
-    def scoring_embeddings(self):
-        return None
-
-    def calculate_loss(self, interaction):
-        raise AssertionError("a training-free model is never trained")
-
-    def predict(self, interaction):
-        return self.popularity[interaction[self.ITEM_ID]]
-
-    def full_sort_predict(self, interaction):
-        return self.popularity.expand(len(interaction[self.USER_ID]), -1).reshape(-1)
-'''
+# Training-free: item popularity counted in __init__, no parameters.
+POPULARITY_MODEL = toy_plugin("TrainFreePop")
 
 
 def test_a_training_free_model_is_evaluated_once_without_training(tmp_path, spec_for, ml100k_small, monkeypatch):

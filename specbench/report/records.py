@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from specbench.errors import SpecbenchError
-
-REQUIRED = ("schema", "run", "final", "history", "timing")
-
-
-def load_run(path: Path) -> dict:
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SpecbenchError(f"{path}: not a readable run JSON ({exc})") from exc
-    missing = [k for k in REQUIRED if k not in record]
-    if missing:
-        raise SpecbenchError(f"{path}: not a specbench run record (missing {', '.join(missing)})")
-    record["_path"] = str(path)
-    return record
+from specbench.record import load_run
 
 
 def load_runs(paths) -> list[dict]:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from specbench.atomic_io import atomic_write_text
+from specbench.record import decode_per_user
 from specbench.report.records import final_metrics
 from specbench.report.stats import holm, paired_tests, seed_ci
 
@@ -34,7 +35,6 @@ def summary(runs: list[dict], metrics=MAIN_METRICS) -> pd.DataFrame:
 
 def _per_user_mean(runs: list[dict], dataset, backbone, method, metric):
     """Per-user metric averaged over a method's seeds, and the user-order fingerprint."""
-    from specbench.run import decode_per_user
     arrays, fingerprints = [], set()
     for r in runs:
         if (r["run"]["dataset"], r["run"]["backbone"], r["run"]["method"]) == (dataset, backbone, method):
