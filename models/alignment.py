@@ -52,11 +52,10 @@ import math
 
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from backbones import Encoder, InnerProductScores
+from .base import EncoderRecommender
 
 
 # ---- loss terms (pure functions of batch representations) ----
@@ -122,18 +121,9 @@ def spherical_kmeans(z: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
 
 # ---- models ----
 
-class _Aligned(InnerProductScores, GeneralRecommender):
+class _Aligned(EncoderRecommender):
     """A backbone (``Encoder``) trained on observed pairs; scores are raw inner products."""
     input_type = InputType.POINTWISE
-
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        interactions = dataset.inter_matrix(form="csr").astype("float32")
-        self.encoder = Encoder(self.n_users, self.n_items, int(config["embedding_size"]), interactions,
-                               backbone=config["backbone"], n_layers=int(config["n_layers"]), init=config["init"])
-
-    def scoring_embeddings(self):
-        return self.encoder()
 
     def batch_loss(self, users, items, hu, hi) -> torch.Tensor:
         raise NotImplementedError

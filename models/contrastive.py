@@ -32,12 +32,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.general_recommender.ncl import NCL
 from recbole.model.general_recommender.sgl import SGL
 from recbole.utils import InputType
 
-from backbones import Encoder, InnerProductScores
+from .base import EncoderRecommender
 
 
 def perturb(h: torch.Tensor, eps: float, noise: torch.Tensor) -> torch.Tensor:
@@ -57,10 +56,11 @@ def bpr(hu, hi, users, pos, neg) -> torch.Tensor:
     return -F.logsigmoid((u * hi[pos]).sum(1) - (u * hi[neg]).sum(1)).mean()
 
 
-class _NoisyGCL(InnerProductScores, GeneralRecommender):
+class _NoisyGCL(EncoderRecommender):
     """Shared by SimGCL and XSimGCL: LightGCN encoder, noisy passes, scoring with the clean pass."""
 
     input_type = InputType.PAIRWISE
+    backbones = ("lightgcn",)  # noise on propagation layers: no MF variant
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -68,9 +68,6 @@ class _NoisyGCL(InnerProductScores, GeneralRecommender):
         self.cl_weight = float(config["cl_weight"])
         self.cl_temperature = float(config["cl_temperature"])
         self.reg_weight = float(config["reg_weight"])
-        interactions = dataset.inter_matrix(form="csr").astype("float32")
-        self.encoder = Encoder(self.n_users, self.n_items, int(config["embedding_size"]), interactions,
-                               backbone=config["backbone"], n_layers=int(config["n_layers"]), init=config["init"])
         if self.encoder.backbone != "lightgcn" or self.encoder.n_layers < 1:
             raise ValueError(f"{type(self).__name__} perturbs propagation layers: it needs backbone lightgcn "
                              f"and n_layers >= 1, got backbone {config['backbone']!r}, n_layers {config['n_layers']}")
@@ -133,6 +130,8 @@ class XSimGCL(_NoisyGCL):
 class SGLAdapter(SGL):
     """RecBole's SGL (Wu et al., SIGIR 2021), unchanged, plus the representations it scores with."""
 
+    backbones = ("lightgcn",)  # RecBole's LightGCN graph; no ``backbone`` setting
+
     def scoring_embeddings(self):
         return self.forward(self.train_graph)
 
@@ -166,6 +165,8 @@ class NCLAdapter(NCL):
     the E-step (k-means on the raw user and item tables) before every ``m_step``-th epoch, and the
     prototype term dropped while epoch index < ``warm_up_step`` (0-based, as RecBole counts).
     The k-means is ``kmeans`` above (torch, on the model's device) instead of faiss."""
+
+    backbones = ("lightgcn",)  # RecBole's LightGCN graph; no ``backbone`` setting
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

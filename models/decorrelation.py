@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
-from backbones import Encoder, InnerProductScores
+from .base import EncoderRecommender
 
 
 def correlation_norm(h: torch.Tensor) -> torch.Tensor:
@@ -37,18 +36,16 @@ def adaptive_penalty(layers: list[torch.Tensor]) -> torch.Tensor:
     return (inv / inv.sum() * c).sum()
 
 
-class AFDGCF(InnerProductScores, GeneralRecommender):
+class AFDGCF(EncoderRecommender):
     """LightGCN + BPR with AFDGCF's adaptive, layer-wise feature de-correlation penalty."""
 
     input_type = InputType.PAIRWISE
+    backbones = ("lightgcn",)  # a penalty on propagation layers: no MF variant
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.alpha = float(config["alpha"])
         self.reg_weight = float(config["reg_weight"])
-        interactions = dataset.inter_matrix(form="csr").astype("float32")
-        self.encoder = Encoder(self.n_users, self.n_items, int(config["embedding_size"]), interactions,
-                               backbone=config["backbone"], n_layers=int(config["n_layers"]), init=config["init"])
         if self.encoder.backbone != "lightgcn" or self.encoder.n_layers < 1:
             raise ValueError(f"AFDGCF penalises propagation layers: it needs backbone lightgcn and n_layers >= 1, "
                              f"got backbone {config['backbone']!r}, n_layers {config['n_layers']}")

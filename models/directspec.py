@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
-from _cointeraction import CoInteraction
-from backbones import Encoder, InnerProductScores
+from ._cointeraction import CoInteraction
+from .base import EncoderRecommender
 
 
 def balance(h: torch.Tensor, alpha: float, kernel: str, temperature=None) -> torch.Tensor:
@@ -62,7 +61,9 @@ def positives_loss(hu: torch.Tensor, hi: torch.Tensor, reg: float = 0.0) -> torc
     return loss
 
 
-class _DirectSpec(InnerProductScores, GeneralRecommender):
+class _DirectSpec(EncoderRecommender):
+    """Steps 1–5 above for a batch; scores with the raw rows of step 1 (EncoderRecommender's
+    ``scoring_embeddings``: no normalising, balancing or shrinking, as the reference)."""
     input_type = InputType.POINTWISE
     kernel = "softmax"
 
@@ -80,10 +81,9 @@ class _DirectSpec(InnerProductScores, GeneralRecommender):
         if self.adaptive and self.kernel != "softmax":
             raise ValueError(f"tau0/tau1 weigh the softmax kernel of DirectSpecPlus; {type(self).__name__} "
                              "uses the linear kernel: leave them unset")
-        interactions = dataset.inter_matrix(form="csr").astype("float32")
-        self.encoder = Encoder(self.n_users, self.n_items, int(config["embedding_size"]), interactions,
-                               backbone=config["backbone"], n_layers=int(config["n_layers"]), init=config["init"])
-        self.co_interaction = CoInteraction(interactions) if self.adaptive else None
+        self.co_interaction = None
+        if self.adaptive:
+            self.co_interaction = CoInteraction(dataset.inter_matrix(form="csr").astype("float32"))
         if self._sparse_grad(config):
             self.encoder.user_embedding.sparse = self.encoder.item_embedding.sparse = True
 
@@ -112,10 +112,6 @@ class _DirectSpec(InnerProductScores, GeneralRecommender):
 
     def calculate_loss(self, interaction):
         return positives_loss(*self.balanced(interaction[self.USER_ID], interaction[self.ITEM_ID]), self.reg)
-
-    def scoring_embeddings(self):
-        """Raw (H_U, H_I): the reference scores without normalising, balancing or shrinking."""
-        return self.encoder()
 
 
 class DirectSpecPlus(_DirectSpec):

@@ -145,6 +145,7 @@ class _SpectralFilter(GeneralRecommender):
     """Shared plumbing: training rows as CSR buffers, the linear filter r ↦ (r R̃ᵀ) R̃, scoring API."""
 
     input_type = InputType.POINTWISE
+    backbones = ("filter",)  # no backbone: the training-free filters are a group of their own
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

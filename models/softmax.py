@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
-from backbones import Encoder, InnerProductScores
+from .base import EncoderRecommender
 
 
 def ssm_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None,
@@ -38,7 +37,7 @@ def ssm_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tens
     return -torch.log_softmax(logits / temperature, dim=1)[:, 0].mean()
 
 
-class SSM(InnerProductScores, GeneralRecommender):
+class SSM(EncoderRecommender):
     """Sampled softmax (cosine, temperature τ) with in-batch or uniform negatives, on MF or LightGCN."""
 
     input_type = InputType.PAIRWISE  # the harness adds negatives only when neg_samples > 0
@@ -48,12 +47,6 @@ class SSM(InnerProductScores, GeneralRecommender):
         self.temperature = float(config["temperature"])
         self.reg_weight = float(config["reg_weight"])
         self.neg_samples = int(config["neg_samples"] or 0)
-        interactions = dataset.inter_matrix(form="csr").astype("float32")
-        self.encoder = Encoder(self.n_users, self.n_items, int(config["embedding_size"]), interactions,
-                               backbone=config["backbone"], n_layers=int(config["n_layers"]), init=config["init"])
-
-    def scoring_embeddings(self):
-        return self.encoder()
 
     def calculate_loss(self, interaction):
         users, pos = interaction[self.USER_ID], interaction[self.ITEM_ID]

@@ -1,55 +1,58 @@
-"""Find recommender models: the models/ folder, installed entry points, RecBole's built-ins.
+"""Find recommender models: the specbench_models package (models/), extra folders, installed entry
+points, RecBole's built-ins.
 
 A model is a RecBole ``GeneralRecommender`` subclass. Its defaults live in ``<ClassName>.yaml``
 beside the file that defines it (RecBole's own properties/model/<Name>.yaml for built-ins), with
-optional ``schema`` (JSON-schema per setting) and ``search_space`` blocks.
-Adding a method means adding a file to models/ (or a package exposing the ``specbench.models``
-entry point group); nothing here changes.
+optional ``schema`` (JSON-schema per setting) and ``search_space`` blocks. The backbones it runs on
+are its class attribute ``backbones`` (specbench_models.base.EncoderRecommender: mf and lightgcn).
+Adding a method means adding a file to models/ (or to a folder named by $SPECBENCH_MODELS, or a
+package exposing the ``specbench.models`` entry point group); nothing here changes.
+
+models/ is the package ``specbench_models`` (pyproject.toml maps the name to the folder), so a
+model file imports shared pieces as package modules (``from .backbones import Encoder``; from a
+file elsewhere ``from specbench_models.backbones import Encoder``) and each is loaded once. Files
+in $SPECBENCH_MODELS folders are imported by location, each folder as a package of its own under
+a unique name; nothing here edits sys.path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
-import re
+import pkgutil
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import yaml
 
 from specbench import compat  # noqa: F401  (must precede recbole)
 from specbench.errors import SpecbenchError
 
 ENTRY_POINT_GROUP = "specbench.models"
-# Blocks of a model yaml that describe settings rather than set them (``backbones``: the backbones a
-# model without a ``backbone`` setting stands for, e.g. [lightgcn]; see study.new_model_methods).
-META_KEYS = ("schema", "search_space", "backbones")
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+PACKAGE = "specbench_models"
+# Blocks of a model yaml that describe settings rather than set them.
+META_KEYS = ("schema", "search_space")
+# The backbones of a plugin class that declares none (e.g. a plain GeneralRecommender subclass).
+DEFAULT_BACKBONES = ("mf",)
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-5`` (no dot) as a string; RecBole's own model yamls, and people, write
-    floats that way. This loader reads them as floats, as RecBole's Config does."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def load_yaml(path: Path):
-    """A model yaml (ours or RecBole's) with scientific-notation numbers read as floats."""
-    with open(path) as f:
-        return yaml.load(f, Loader=_YamlLoader)
+@lru_cache(maxsize=None)
+def _read_yaml(path: Path, mtime_ns: int, check: bool) -> dict:
+    """A model yaml, parsed once per version of the file; ours are checked against
+    config/schema/model.schema.yaml (RecBole's own are read as they are)."""
+    from specbench.schemas import check_model_file, load_yaml
+    data = check_model_file(path) if check else load_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecbenchError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,30 @@ class ModelEntry:
     def _yaml(self) -> dict:
         if self.defaults_file is None or not self.defaults_file.is_file():
             return {}
-        data = load_yaml(self.defaults_file) or {}
-        if not isinstance(data, dict):
-            raise SpecbenchError(f"{self.defaults_file}: expected a mapping of settings, got {type(data).__name__}")
-        return data
+        path = Path(self.defaults_file)
+        return _read_yaml(path, path.stat().st_mtime_ns, self.source != "recbole")
+
+    @property
+    def takes_backbone(self) -> bool:
+        """Whether the model takes ``backbone`` as a setting: its yaml has a ``backbone`` key."""
+        return "backbone" in self._yaml()
+
+    @property
+    def backbones(self) -> tuple[str, ...] | None:
+        """The backbones the model runs on: its class attribute ``backbones``; for a plugin class
+        without one, its yaml's default ``backbone`` if it takes one, else mf. None for RecBole's
+        built-ins (the catalogue's backbone -> class mapping decides for those)."""
+        if self.source == "recbole":
+            return None
+        declared = getattr(self.cls, "backbones", None)
+        if declared is not None:
+            if isinstance(declared, str):
+                raise SpecbenchError(f"{self.name} ({self.source}): backbones must be a tuple of names, "
+                                     f"e.g. ({declared!r},), not the string {declared!r}")
+            return tuple(declared)
+        if self.takes_backbone:
+            return (str(self._yaml()["backbone"]),)
+        return DEFAULT_BACKBONES
 
     def defaults(self) -> dict:
         """The model's default settings from its yaml ({} when it has none), without the meta blocks."""
@@ -80,17 +103,27 @@ class ModelEntry:
         return set(self.defaults()) | set(self.meta("schema"))
 
 
-def models_dirs() -> tuple[Path, ...]:
-    """Folders searched for plugin files: $SPECBENCH_MODELS (os.pathsep-separated) or ./models and the repo's models/."""
-    env = os.environ.get("SPECBENCH_MODELS")
-    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else [Path.cwd() / "models", REPO_MODELS]
-    seen, out = set(), []
-    for d in dirs:
-        r = d.resolve()
-        if r not in seen and r.is_dir():
+def package_dir() -> Path:
+    """The folder of the specbench_models package (the repository's models/)."""
+    import specbench_models
+    return Path(next(iter(specbench_models.__path__))).resolve()
+
+
+def extra_dirs() -> tuple[Path, ...]:
+    """Folders named by $SPECBENCH_MODELS (os.pathsep-separated) that exist, less the package's own."""
+    env = os.environ.get("SPECBENCH_MODELS", "")
+    seen, out = {package_dir()}, []
+    for p in env.split(os.pathsep):
+        r = Path(p).resolve() if p else None
+        if r is not None and r not in seen and r.is_dir():
             seen.add(r)
             out.append(r)
     return tuple(out)
+
+
+def models_dirs() -> tuple[Path, ...]:
+    """Every folder searched for model files: the package's (models/), then $SPECBENCH_MODELS's."""
+    return (package_dir(),) + extra_dirs()
 
 
 def _recommender_base():
@@ -105,13 +138,43 @@ def _classes_in_module(module) -> list[type]:
             and not inspect.isabstract(c) and not c.__name__.startswith("_")]
 
 
+def _broken(path: Path, exc: Exception) -> SpecbenchError:
+    return SpecbenchError(f"could not import model file {path}: {type(exc).__name__}: {exc}")
+
+
+def _package_modules() -> list:
+    """The method modules of specbench_models: every module but ``_``-prefixed and shared ones."""
+    import specbench_models
+    shared = set(getattr(specbench_models, "SHARED_MODULES", ()))
+    modules = []
+    for info in sorted(pkgutil.iter_modules(specbench_models.__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name in shared:
+            continue
+        try:
+            modules.append(importlib.import_module(f"{PACKAGE}.{info.name}"))
+        except Exception as exc:  # a broken plugin must name itself
+            raise _broken(Path(info.module_finder.path) / f"{info.name}.py", exc) from exc
+    return modules
+
+
+def _folder_package(folder: Path) -> str:
+    """A package of its own for an extra folder, under a name unique to its path (so its files may
+    import each other relatively, ``from ._shared import x``)."""
+    name = f"{PACKAGE}_dir_{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}"
+    if name not in sys.modules:
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+        package = importlib.util.module_from_spec(spec)
+        package.__path__ = [str(folder)]
+        sys.modules[name] = package
+    return name
+
+
 def _import_file(path: Path):
-    name = f"specbench_models.{path.stem}"
+    """The module of a file in an extra folder, imported by location (once per file)."""
+    name = f"{_folder_package(path.parent)}.{path.stem}"
     if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
         return sys.modules[name]
-    # Let plugin files import their siblings (e.g. a shared backbone module).
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -119,18 +182,23 @@ def _import_file(path: Path):
         spec.loader.exec_module(module)
     except Exception as exc:  # a broken plugin must name itself
         del sys.modules[name]
-        raise SpecbenchError(f"could not import model file {path}: {type(exc).__name__}: {exc}") from exc
+        raise _broken(path, exc) from exc
     return module
 
 
-def _folder_models(dirs) -> list[ModelEntry]:
+def _entry(cls: type, file: Path) -> ModelEntry:
+    return ModelEntry(cls.__name__, cls, f"models/{file.name}", file.parent / f"{cls.__name__}.yaml")
+
+
+def _folder_models(extra) -> list[ModelEntry]:
     found = []
-    for d in dirs:
+    for module in _package_modules():
+        found.extend(_entry(cls, Path(module.__file__)) for cls in _classes_in_module(module))
+    for d in extra:
         for path in sorted(d.glob("*.py")):
             if path.name.startswith("_"):
                 continue
-            for cls in _classes_in_module(_import_file(path)):
-                found.append(ModelEntry(cls.__name__, cls, f"models/{path.name}", path.parent / f"{cls.__name__}.yaml"))
+            found.extend(_entry(cls, path) for cls in _classes_in_module(_import_file(path)))
     return found
 
 
@@ -161,11 +229,11 @@ def _recbole_models() -> list[ModelEntry]:
 
 
 @lru_cache(maxsize=None)
-def _discover(dirs: tuple[Path, ...]) -> dict[str, ModelEntry]:
+def _discover(extra: tuple[Path, ...]) -> dict[str, ModelEntry]:
     registry: dict[str, ModelEntry] = {}
     for entry in _recbole_models():
         registry[entry.name] = entry
-    for entry in _folder_models(dirs) + _entry_point_models():
+    for entry in _folder_models(extra) + _entry_point_models():
         other = registry.get(entry.name)
         if other is not None and other.cls is not entry.cls:
             raise SpecbenchError(f"model name {entry.name!r} is defined twice: in {other.source} and in "
@@ -176,7 +244,7 @@ def _discover(dirs: tuple[Path, ...]) -> dict[str, ModelEntry]:
 
 def discover() -> dict[str, ModelEntry]:
     """All known models by class name."""
-    return _discover(models_dirs())
+    return _discover(extra_dirs())
 
 
 def get_model(name: str) -> ModelEntry:

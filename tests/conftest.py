@@ -2,10 +2,12 @@ import os
 import warnings
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+# REPO, make_spec and read_split live in tests/helpers.py; imported here too for the files that
+# take them from conftest.
+from tests.helpers import REPO, make_spec, read_split  # noqa: F401
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -22,23 +24,9 @@ def ml100k_small(tmp_path_factory) -> Path:
     return out
 
 
-def make_spec(data_dir: Path, model: str, backbone: str = "mf", seed: int = 0, **params) -> dict:
-    settings = {"epochs": 2, "eval_step": 1, "topk": [10, 20], "device": "cpu", "train_batch_size": 512, **params}
-    from specbench.plugins import get_model
-    entry = get_model(model)
-    if "backbone" in entry.defaults() or "backbone" in entry.meta("schema"):
-        settings["backbone"] = backbone  # a model that runs on several backbones takes it as a setting
-    return {"dataset": "ml100k_small", "backbone": backbone, "method": model, "label": model, "model": model,
-            "seed": seed, "data_dir": str(data_dir), "params": settings}
-
-
 @pytest.fixture
 def spec_for(ml100k_small):
     return lambda model, **kw: make_spec(ml100k_small, model, **kw)
-
-
-def read_split(data_dir: Path, name: str, split: str) -> pd.DataFrame:
-    return pd.read_csv(data_dir / name / f"{name}.{split}.inter", sep="\t", dtype=str)
 
 
 @pytest.fixture(scope="session")

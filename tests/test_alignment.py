@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import make_spec, read_split
+from specbench_models import alignment as family
+from tests.helpers import build_model, make_spec, read_split
 
 USERS = [3, 7, 7, 12, 40, 3]    # RecBole ids; users 7 and 3 repeat, as they do in real batches
 ITEMS = [5, 9, 9, 2, 77, 130]
@@ -64,29 +65,12 @@ def np_cluster_rate(z, groups, eps):
     return total
 
 
-def family():
-    """models/alignment.py as the plugin loader imported it."""
-    import sys
-    from specbench.plugins import get_model
-    return sys.modules[get_model("DirectAU").cls.__module__]
-
-
 # ---- models built on the real subsample ----
 
 @pytest.fixture(scope="module")
 def build(ml100k_small, tmp_path_factory):
-    from recbole.data import create_dataset
-    from specbench.run import recbole_config
-    from specbench.validate import resolve_settings
-
     def make(model, backbone="mf", **params):
-        spec = make_spec(ml100k_small, model, backbone=backbone, **params)
-        entry, settings = resolve_settings(spec)
-        config, splits = recbole_config(entry.cls, spec, settings, tmp_path_factory.mktemp("work"))
-        config["device"] = torch.device("cpu")
-        built = dict(zip(splits, create_dataset(config).build()))
-        torch.manual_seed(0)
-        return entry.cls(config, built[splits[0]])
+        return build_model(model, ml100k_small, backbone=backbone, work_dir=tmp_path_factory.mktemp("work"), **params)
     return make
 
 
@@ -127,7 +111,7 @@ def test_directau_loss_is_alignment_plus_half_gamma_times_both_uniformities(buil
 
 
 def test_uniformity_by_hand():
-    uniformity = family().uniformity
+    uniformity = family.uniformity
     e1, e2 = [1.0, 0.0, 0.0], [0.0, 3.0, 0.0]    # unnormalised on purpose
     # one pair of orthogonal unit vectors: ||x - y||^2 = 2, log exp(-2 * 2) = -4
     assert float(uniformity(torch.tensor([e1, e2]))) == pytest.approx(-4.0, abs=1e-6)
@@ -153,7 +137,7 @@ def test_mawu_loss_is_margin_alignment_plus_weighted_uniformities(build):
 
 
 def test_mawu_margins_by_hand_and_their_projection(build):
-    margin_alignment = family().margin_alignment
+    margin_alignment = family.margin_alignment
     e1 = torch.tensor([[1.0, 0.0]])
     # aligned pair, m_u + m_i = 0: angle 0 + (1 - sigmoid(0)) = 0.5, loss -cos(0.5) (cos clipped to 1 - 1e-7)
     assert float(margin_alignment(e1, e1, torch.zeros(1))) == pytest.approx(-math.cos(0.5), abs=1e-3)
@@ -172,7 +156,7 @@ def test_mawu_margins_by_hand_and_their_projection(build):
 
 
 def test_coding_rates_by_hand_and_against_a_direct_computation():
-    cluster_coding_rate, coding_rate = family().cluster_coding_rate, family().coding_rate
+    cluster_coding_rate, coding_rate = family.cluster_coding_rate, family.coding_rate
     # Z = I_4 (n = d = 4), eps = 1: R = 1/2 log det(2 I) = 2 log 2; clusters {0,1}, {2,3}: each
     # 2/8 * log det(I + 2 diag(1, 1, 0, 0)) = 1/4 * 2 log 3, so R_c = log 3.
     z = torch.eye(4, dtype=torch.float64)
@@ -200,7 +184,7 @@ def test_coding_rates_by_hand_and_against_a_direct_computation():
 
 
 def test_spherical_kmeans_separates_clear_groups_despite_repeated_rows():
-    spherical_kmeans = family().spherical_kmeans
+    spherical_kmeans = family.spherical_kmeans
     g = torch.Generator().manual_seed(3)
     a = torch.nn.functional.normalize(torch.tensor([1.0, 0, 0]) + 0.05 * torch.randn(5, 3, generator=g), dim=1)
     b = torch.nn.functional.normalize(torch.tensor([0, 1.0, 0]) + 0.05 * torch.randn(4, 3, generator=g), dim=1)

@@ -7,12 +7,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import sys
-
-from tests.conftest import REPO
-
-sys.path.insert(0, str(REPO / "models"))  # as specbench.plugins does for the files it imports
-from backbones import Encoder, glorot_uniform_, normalized_adjacency  # noqa: E402
+from specbench_models.backbones import Encoder, InnerProductScores, glorot_uniform_, normalized_adjacency
+from tests.helpers import dense_adjacency
 
 # 3 users x 4 items; user 2 and item 3 have no interactions (RecBole's padding rows look like this);
 # the pair (0, 1) appears twice and must count once.
@@ -26,13 +22,7 @@ def tiny_matrix():
 
 def dense_normalized_adjacency() -> torch.Tensor:
     """Ã = D^-1/2 A D^-1/2 written out by hand, isolated nodes left at zero."""
-    n = N_USERS + N_ITEMS
-    a = torch.zeros(n, n, dtype=torch.float64)
-    for u, i in set(zip(ROWS, COLS)):
-        a[u, N_USERS + i] = a[N_USERS + i, u] = 1.0
-    deg = a.sum(1)
-    inv = torch.where(deg > 0, deg.clamp_min(1e-12) ** -0.5, torch.zeros_like(deg))
-    return inv[:, None] * a * inv[None, :]
+    return dense_adjacency(tiny_matrix())
 
 
 def encoder(backbone="lightgcn", n_layers=3, init="glorot", dim=5):
@@ -146,8 +136,6 @@ def test_propagation_gradient_equals_the_dense_transcription():
 
 
 def test_inner_product_scores_reuse_representations_in_evaluation_until_a_parameter_changes():
-    from backbones import InnerProductScores
-
     class Scorer(InnerProductScores, torch.nn.Module):
         USER_ID, ITEM_ID = "u", "i"
 

@@ -1,72 +1,18 @@
 """SimGCL, XSimGCL (models/contrastive.py) against the papers' formulas written out again here, and
 RecBole's SGL and NCL run through our harness by their adapters."""
 
-import sys
-
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
 
-from specbench.plugins import get_model
+from specbench_models import contrastive
 from specbench.run import run
-
-def module():
-    """models/contrastive.py as the plugin finder imported it."""
-    return sys.modules[get_model("SimGCL").cls.__module__]
+from tests.helpers import TINY_PAIRS, batch, leaf_tables, tiny_adjacency, tiny_graph, tiny_model
 
 
-# A tiny RecBole-like graph: id 0 is padding (no interactions), users 1..3, items 1..5.
-PAIRS = [(1, 1), (1, 2), (1, 5), (2, 2), (2, 3), (3, 4), (3, 5), (3, 1)]
-N_USERS, N_ITEMS = 4, 6
-
-
-class TinyDataset:
-    uid_field, iid_field = "user_id", "item_id"
-
-    def __init__(self, pairs=PAIRS, n_users=N_USERS, n_items=N_ITEMS):
-        self.rows = np.array([u for u, _ in pairs])
-        self.cols = np.array([i for _, i in pairs])
-        self.shape = (n_users, n_items)
-        self.inter_feat = {"user_id": torch.as_tensor(self.rows), "item_id": torch.as_tensor(self.cols)}
-
-    def num(self, field):
-        return self.shape[0] if field == "user_id" else self.shape[1]
-
-    def inter_matrix(self, form="coo"):
-        m = sp.coo_matrix((np.ones(len(self.rows), dtype=np.float32), (self.rows, self.cols)), shape=self.shape)
-        return m.asformat(form)
-
-
-def tiny_model(name, dataset=None, **settings):
-    entry = get_model(name)
-    config = {**entry.defaults(), "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_",
-              "device": torch.device("cpu"), "embedding_size": 4, **settings}
-    torch.manual_seed(0)
-    return entry.cls(config, dataset or TinyDataset())
-
-
-def batch(users, items, negs):
-    from recbole.data.interaction import Interaction
-    return Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(items),
-                        "neg_item_id": torch.tensor(negs)})
-
-
-def dense_adjacency():
-    """Ã = D^-1/2 A D^-1/2, A = [[0, R], [Rᵀ, 0]], by hand (float64)."""
-    n = N_USERS + N_ITEMS
-    a = torch.zeros(n, n, dtype=torch.float64)
-    for u, i in PAIRS:
-        a[u, N_USERS + i] = a[N_USERS + i, u] = 1.0
-    deg = a.sum(1)
-    inv = torch.where(deg > 0, 1 / deg.clamp_min(1).sqrt(), torch.zeros_like(deg))
-    return inv[:, None] * a * inv[None, :]
-
-
-def leaf_tables(model):
-    """The model's embedding tables as float64 leaves, stacked users then items."""
-    e = torch.cat([model.encoder.user_embedding.weight, model.encoder.item_embedding.weight]).detach()
-    return e.double().requires_grad_(True)
+# The tiny graph of tests/helpers.py: users 1..3, items 1..5 in RecBole ids (0 is padding).
+PAIRS = TINY_PAIRS
+N_USERS, N_ITEMS = tiny_graph().num("user_id"), tiny_graph().num("item_id")  # 4, 6: padding included
 
 
 def nce(a, b, tau):
@@ -107,7 +53,7 @@ def check_grads(model, e):
 
 
 def test_noise_is_sign_aligned_with_norm_eps():
-    perturb = module().perturb
+    perturb = contrastive.perturb
     h = torch.tensor([[1.0, -2.0, 0.5], [-1.0, 3.0, -0.1]])
     noise = torch.rand(2, 3)
     delta = perturb(h, 0.3, noise) - h
@@ -123,7 +69,7 @@ def test_simgcl_loss_is_the_paper_formula():
     loss = model.calculate_loss(batch(USERS, POS, NEG))
     loss.backward()
 
-    a, e = dense_adjacency(), leaf_tables(model)
+    a, e = tiny_adjacency(), leaf_tables(model)
     clean = [a @ e, a @ a @ e]
     final = (clean[0] + clean[1]) / 2  # mean of layers 1..K
     views = []
@@ -155,7 +101,7 @@ def test_xsimgcl_loss_is_the_paper_formula():
     loss = model.calculate_loss(batch(USERS, POS, NEG))
     loss.backward()
 
-    a, e = dense_adjacency(), leaf_tables(model)
+    a, e = tiny_adjacency(), leaf_tables(model)
     layers, h = [], e
     for n in noises:
         h = noisy_layer(a @ h, 0.2, n)
@@ -206,7 +152,7 @@ def test_sgl_adapter_rebuilds_views_in_train_and_scores_with_the_propagated_mean
     scores = model.full_sort_predict(batch([1, 3], [1, 1], [1, 1])).view(2, -1)
     assert torch.allclose(scores, users[[1, 3]] @ items.t())
     # mean of layers 0..2 of the full (not augmented) graph, by hand
-    a = dense_adjacency()
+    a = tiny_adjacency()
     e = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double()
     mean = (e + a @ e + a @ a @ e) / 3
     assert torch.allclose(torch.cat([users, items]).double(), mean, atol=1e-5)
@@ -236,7 +182,7 @@ def test_sgl_loss_is_the_paper_formula_with_recboles_l2_term():
     loss.backward()
     e = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double().requires_grad_(True)
     mean = lambda a: (e + a @ e + a @ a @ e) / 3  # noqa: E731  (LightGCN mean of layers 0..2)
-    full, z1, z2 = mean(dense_adjacency()), mean(views[0]), mean(views[1])
+    full, z1, z2 = mean(tiny_adjacency()), mean(views[0]), mean(views[1])
     hu, hi = full[:N_USERS], full[N_USERS:]
     bpr = sum(-torch.log(torch.sigmoid(hu[u] @ hi[p] - hu[u] @ hi[n])) for u, p, n in zip(USERS, POS, NEG))
 
@@ -263,7 +209,7 @@ def test_sgl_trains_through_the_harness_and_beats_popularity(spec_for, tmp_path,
 
 
 def test_kmeans_recovers_separated_blobs_and_caps_k():
-    kmeans = module().kmeans
+    kmeans = contrastive.kmeans
     gen = torch.Generator().manual_seed(0)
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     x = torch.cat([c + 0.1 * torch.randn(20, 2, generator=gen) for c in centres])
@@ -318,7 +264,7 @@ def test_ncl_loss_is_the_paper_formula_with_our_clusters():
     loss = sum(model.calculate_loss(batch(USERS, POS, NEG)))
     loss.backward()
     e = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double().requires_grad_(True)
-    a = dense_adjacency()
+    a = tiny_adjacency()
     layers = [e, a @ e, a @ a @ e]
     final = sum(layers) / 3
     hu, hi = final[:N_USERS], final[N_USERS:]

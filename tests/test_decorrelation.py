@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from specbench.run import run
-from tests.test_contrastive import N_USERS, batch, dense_adjacency, leaf_tables, tiny_model
+from specbench_models import decorrelation
+from tests.helpers import batch, leaf_tables, tiny_adjacency, tiny_graph, tiny_model
+
+N_USERS = tiny_graph().num("user_id")  # 4: RecBole's user count, padding included
 
 USERS, POS, NEG = [1, 3, 1, 2], [2, 4, 5, 3], [3, 2, 4, 1]
 
@@ -24,25 +27,19 @@ def pearson_offdiag_norm(h):
     return torch.sqrt(total)
 
 
-def decorrelation():
-    import sys
-    from specbench.plugins import get_model
-    return sys.modules[get_model("AFDGCF").cls.__module__]
-
-
 def test_correlation_norm_hand_computed():
     # columns (1, 2, 3) and (2, 4, 7): deviations (-1, 0, 1), (-7/3, -1/3, 8/3); cov 5, variances 2, 114/9
     h = torch.tensor([[1.0, 2.0], [2.0, 4.0], [3.0, 7.0]], dtype=torch.float64)
-    assert decorrelation().correlation_norm(h).item() == pytest.approx(5 / math.sqrt(2 * 114 / 9), rel=1e-12)
+    assert decorrelation.correlation_norm(h).item() == pytest.approx(5 / math.sqrt(2 * 114 / 9), rel=1e-12)
     independent = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
-    assert decorrelation().correlation_norm(independent).item() == pytest.approx(0.0, abs=1e-7)
+    assert decorrelation.correlation_norm(independent).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_afdgcf_loss_is_the_paper_formula():
     model = tiny_model("AFDGCF", n_layers=2, alpha=0.3, reg_weight=0.01)
     loss = model.calculate_loss(batch(USERS, POS, NEG))
     loss.backward()
-    a, e = dense_adjacency(), leaf_tables(model)
+    a, e = tiny_adjacency(), leaf_tables(model)
     layers = [e, a @ e, a @ a @ e]
     final = sum(layers) / 3  # LightGCN: mean of layers 0..K
     hu, hi = final[:N_USERS], final[N_USERS:]

@@ -9,7 +9,6 @@ log(1 / (1 + exp(−x))) instead of logsigmoid.
 """
 
 import copy
-import sys
 
 import numpy as np
 import pytest
@@ -18,12 +17,12 @@ import torch
 
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from specbench.plugins import get_model, models_dirs
-from specbench.run import OPTIMIZERS, batch_wrapper, train_epoch
+from specbench.harness import OPTIMIZERS, batch_wrapper
+from specbench.plugins import get_model
 from specbench.sampling import TrainSampler
-
-sys.path.insert(0, str(models_dirs()[-1]))
-from _cointeraction import CoInteraction  # noqa: E402
+from specbench.training import train_epoch
+from specbench_models._cointeraction import CoInteraction
+from tests.helpers import FakeDataset, build_model
 
 N_USERS, N_ITEMS, DIM = 7, 9, 5  # without RecBole's padding row/column 0
 
@@ -38,30 +37,14 @@ def r() -> np.ndarray:
     return m
 
 
-class TinyDataset:
-    """What the model reads from a RecBole dataset; ids are 1-based (0 is RecBole's padding)."""
-
-    def __init__(self, r: np.ndarray):
-        self.r = r
-
-    def num(self, field):
-        return self.r.shape[0] + 1 if field == "user_id" else self.r.shape[1] + 1
-
-    def inter_matrix(self, form="csr"):
-        padded = np.zeros((self.r.shape[0] + 1, self.r.shape[1] + 1))
-        padded[1:, 1:] = self.r
-        padded[2, 3] *= 2  # a duplicated training row (RecBole sums it): still one edge
-        return sp.csr_matrix(padded)
+def dataset(r: np.ndarray) -> FakeDataset:
+    """``r`` in RecBole ids (user u + 1, item i + 1), with user 2's first training row given twice
+    (a duplicated row: RecBole's matrix sums it to 2, and it is still one edge)."""
+    return FakeDataset.from_matrix(r, duplicates=[(2, int(np.flatnonzero(r[1])[0]) + 1)])
 
 
 def make_model(r, name="DirectSpecPlus", dtype=torch.float64, seed=0, **settings):
-    entry = get_model(name)
-    config = {**entry.defaults(), "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_",
-              "device": torch.device("cpu"), "weight_decay": 0.0, "clip_grad_norm": None, "embedding_size": DIM,
-              **settings}
-    config.setdefault("tau0", None), config.setdefault("tau1", None)
-    torch.manual_seed(seed)
-    return entry.cls(config, TinyDataset(r)).to(dtype)
+    return build_model(name, dataset(r), dtype=dtype, seed=seed, **{"embedding_size": DIM, **settings})
 
 
 def batch(r):
@@ -352,7 +335,7 @@ def test_training_steps_never_read_back_from_the_device(r, backbone, taus):
     model = make_model(r, backbone=backbone, dtype=torch.float32, sparse_grad=False, **taus)
     if model.co_interaction is not None:
         model.co_interaction.path = "dense"
-    sampler = TrainSampler(TinyDataset(r).inter_matrix(), 4, "users")
+    sampler = TrainSampler(dataset(r).inter_matrix(form="csr"), 4, "users")
     optimizer = OPTIMIZERS["sgd"](model.parameters(), lr=1.0)
     wrap = batch_wrapper({"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_"})
     with DeviceReadBacks() as watch:

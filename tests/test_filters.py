@@ -7,26 +7,11 @@ import scipy.sparse as sp
 import torch
 from scipy.special import expit
 
-from specbench.plugins import get_model
 from specbench.run import run
+from specbench_models.filters import homophily_ratio
+from tests.helpers import FakeDataset, build_model
 
 N_USERS, N_ITEMS = 14, 11
-
-
-class TinyDataset:
-    """What the models read from a RecBole dataset: id counts and the training matrix with RecBole's
-    padding row and column 0."""
-
-    def __init__(self, r: np.ndarray):
-        self.r = r
-
-    def num(self, field):
-        return self.r.shape[0] + 1 if field == "user_id" else self.r.shape[1] + 1
-
-    def inter_matrix(self, form="csr"):
-        padded = np.zeros((self.r.shape[0] + 1, self.r.shape[1] + 1))
-        padded[1:, 1:] = self.r
-        return sp.csr_matrix(padded)
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +25,8 @@ def tiny() -> np.ndarray:
 
 
 def build(model: str, r: np.ndarray, **settings):
-    entry = get_model(model)
-    config = {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_",
-              "device": torch.device("cpu"), **entry.defaults(), **settings}
-    return entry.cls(config, TinyDataset(r))
+    """``model`` on the matrix ``r`` (users x items without padding: RecBole ids u + 1, i + 1)."""
+    return build_model(model, FakeDataset.from_matrix(r), **settings)
 
 
 def model_scores(model, n_users: int) -> np.ndarray:
@@ -151,8 +134,6 @@ def homophily_by_loops(r):
 
 
 def test_homophily_ratio_by_hand():
-    import sys
-    homophily_ratio = sys.modules[get_model("SGFCF").cls.__module__].homophily_ratio
     r = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [0, 0, 1]], dtype=float))
     # user 0: its pair {0, 1} is also user 1's -> 1; user 1: of {0,1}, {0,2}, {1,2} only {0,1} is
     # shared (with user 0) -> 1/3; user 2 has one item -> 0. Items: 0 and 1 share users {0, 1} with

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from specbench.plugins import get_model
 from specbench.run import run
-from tests.test_contrastive import N_USERS, batch, dense_adjacency, leaf_tables, tiny_model
+from tests.helpers import batch, leaf_tables, tiny_adjacency, tiny_graph, tiny_model
 
+N_USERS = tiny_graph().num("user_id")  # 4: RecBole's user count, padding included
 USERS, POS = [1, 3, 1, 2], [2, 4, 5, 3]
 
 
@@ -51,12 +51,9 @@ def test_in_batch_ssm_on_mf_is_the_paper_formula():
 def test_uniform_negative_ssm_on_lightgcn_is_the_paper_formula():
     model = tiny_model("SSM", backbone="lightgcn", n_layers=2, temperature=0.2, reg_weight=0.01, neg_samples=3)
     negs = [[3, 4, 1], [1, 2, 3], [3, 4, 3], [1, 4, 5]]
-    from recbole.data.interaction import Interaction
-    inter = Interaction({"user_id": torch.tensor(USERS), "item_id": torch.tensor(POS),
-                         "neg_item_id": torch.tensor(negs)})
-    loss = model.calculate_loss(inter)
+    loss = model.calculate_loss(batch(USERS, POS, negs))
     loss.backward()
-    a, e = dense_adjacency(), leaf_tables(model)
+    a, e = tiny_adjacency(), leaf_tables(model)
     final = e + a @ e + a @ a @ e  # Σ_{k=0..2} Ã^k E
     hu, hi = final[:N_USERS], final[N_USERS:]
     want = ssm_terms(hu, hi, USERS, POS, negs, 0.2)
