@@ -1,8 +1,7 @@
 # specbench: reproduce "Balancing Embedding Spectrum for Recommendation" (arXiv 2406.12032).
 # Default: the quick study (config/quick.yaml). The full grid: --configfile config/paper.yaml.
+# The rules only wire files; what a job does is the `specbench` CLI, what it gets is specbench/study.py.
 from pathlib import Path
-
-from snakemake.utils import validate
 
 from specbench.study import Study
 
@@ -11,11 +10,13 @@ from specbench.study import Study
 if not workflow.config_settings.configfiles:
     configfile: str(Path(workflow.basedir) / "config" / "quick.yaml")
 
-# Bad input stops here, before any job: the workflow config against its schema, then every
-# run's settings against the harness and model schemas (specbench/validate.py).
-validate(config, str(Path(workflow.basedir) / "config" / "schema" / "study.schema.yaml"))
-study = Study(config, root=Path(workflow.basedir))
+# Bad input stops here, before any job: the study and the catalogue against their schemas, the
+# datasets against config/datasets.yaml, every run's settings against the harness and model schemas.
+study = Study(config, root=Path(workflow.basedir),
+              source=", ".join(map(str, workflow.config_settings.configfiles)) or "config/quick.yaml")
 study.validate()
+PATHS = study.paths
+RESOURCES = study.job_resources()  # gpu, mem_mb, runtime of every training job
 
 report: "report/workflow.rst"
 

@@ -7,13 +7,15 @@ rule leaderboard:
     input:
         runs=study.run_paths(),
         chosen=[study.chosen_path(*key) for key in study.tuned_keys()],
-        published=local(str(Path(workflow.basedir) / "config" / "published.yaml")),  # a repo file, never in storage
+        published=local(study.published_file),  # a repo file, never in storage
         figures=rules.report.output,
     output:
-        table=multiext("results/leaderboard", ".csv", ".md"),
-        html=report("results/leaderboard.html", caption="../report/leaderboard.rst", category="Leaderboard"),
+        table=multiext(PATHS.leaderboard, ".csv", ".md"),
+        html=report(f"{PATHS.leaderboard}.html", caption="../report/leaderboard.rst", category="Leaderboard"),
     params:
         chosen=lambda w, input: f"--chosen {' '.join(input.chosen)}" if input.chosen else "",
+        stem=PATHS.leaderboard,
+        figures=PATHS.figures,
     shell:
-        "python -m specbench.report.leaderboard {input.runs} {params.chosen} --published {input.published}"
-        " --figures results/figures --out results/leaderboard"
+        "specbench leaderboard {input.runs} {params.chosen} --published {input.published}"
+        " --figures {params.figures} --out {params.stem}"

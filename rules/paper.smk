@@ -7,9 +7,11 @@ rule paper:
         tex=local(str(Path(workflow.basedir) / "paper" / "main.tex")),  # a repo file, never in storage
         report=rules.report.output,
     output:
-        "results/paper.pdf",
+        PATHS.paper,
     log:
-        "results/logs/paper.log",
+        PATHS.log(PATHS.paper),
+    params:
+        build=PATHS.paper_build,
     shell:
-        "latexmk -pdf -interaction=nonstopmode -halt-on-error -output-directory=results/.paper {input.tex}"
-        " > {log} 2>&1 && cp results/.paper/main.pdf {output}"
+        "latexmk -pdf -interaction=nonstopmode -halt-on-error -output-directory={params.build} {input.tex}"
+        " > {log} 2>&1 && cp {params.build}/main.pdf {output}"

@@ -1,21 +1,18 @@
 # Sensitivity sweeps (config `sweeps:`): a grid of one method's settings, evaluated as main runs.
-import json
 
 
 rule sweep_run:
     input:
-        lambda w: f"{config.get('data_dir', 'data/atomic')}/{w.dataset}/stats.json",
+        PATHS.stats,
     output:
-        "results/sweeps/{sweep}/{dataset}/{backbone}/{method}/{point}-{seed}.json",
+        PATHS.sweep_run,
     params:
-        spec=lambda w: json.dumps(study.sweep_spec(w.sweep, w.dataset, w.backbone, w.point, w.seed), sort_keys=True),
+        spec=lambda w: study.spec_json(w.sweep, w.dataset, w.backbone, w.method, w.point, w.seed),
     log:
-        "results/logs/sweeps/{sweep}/{dataset}/{backbone}/{method}/{point}-{seed}.log",
+        PATHS.log(PATHS.sweep_run),
     threads: 1
     resources:
-        gpu=lambda w: study.resources(w.dataset, w.backbone, w.method)["gpu"],
-        mem_mb=lambda w: study.resources(w.dataset, w.backbone, w.method)["mem_mb"],
-        runtime=lambda w: study.resources(w.dataset, w.backbone, w.method)["runtime"],
+        **RESOURCES,
     wildcard_constraints:
         point=r"\d+",
         seed=r"\d+",

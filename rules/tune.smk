@@ -1,38 +1,31 @@
 # Model selection on a validation split carved from train: trials -> chosen.json per
 # (dataset, backbone, method). Active when the study has a `tuning:` block.
-import json
-
-DATA = config.get("data_dir", "data/atomic")
-TUNING = config.get("tuning") or {}
 
 
 rule carve_validation:
     input:
-        f"{DATA}/{{dataset}}/{{dataset}}.train.inter",
+        PATHS.split_file("train"),
     output:
-        fit=f"{DATA}/{{dataset}}/{{dataset}}.fit.inter",
-        valid=f"{DATA}/{{dataset}}/{{dataset}}.valid.inter",
+        fit=PATHS.split_file("fit"),
+        valid=PATHS.split_file("valid"),
     params:
-        fraction=TUNING.get("valid_fraction", 0.1),
-        seed=TUNING.get("split_seed", 2024),
+        args=study.carve_args(),
     shell:
-        "specbench carve-valid {wildcards.dataset} --data-dir {DATA} --fraction {params.fraction} --seed {params.seed}"
+        "specbench carve-valid {wildcards.dataset} {params.args}"
 
 
 rule tune_trial:
     input:
         rules.carve_validation.output,
     output:
-        "results/tuning/{dataset}/{backbone}/{method}/trial-{trial}.json",
+        PATHS.trial,
     params:
-        spec=lambda w: json.dumps(study.trial_spec(w.dataset, w.backbone, w.method, w.trial), sort_keys=True),
+        spec=lambda w: study.spec_json("trial", w.dataset, w.backbone, w.method, w.trial),
     log:
-        "results/logs/tuning/{dataset}/{backbone}/{method}/trial-{trial}.log",
+        PATHS.log(PATHS.trial),
     threads: 1
     resources:
-        gpu=lambda w: study.resources(w.dataset, w.backbone, w.method)["gpu"],
-        mem_mb=lambda w: study.resources(w.dataset, w.backbone, w.method)["mem_mb"],
-        runtime=lambda w: study.resources(w.dataset, w.backbone, w.method)["runtime"],
+        **RESOURCES,
     wildcard_constraints:
         trial=r"\d+",
     shell:
@@ -43,10 +36,8 @@ rule select:
     input:
         lambda w: study.trial_paths(w.dataset, w.backbone, w.method),
     output:
-        "results/tuning/{dataset}/{backbone}/{method}/chosen.json",
+        PATHS.chosen,
     params:
-        trials=lambda w: json.dumps(study.trials(w.dataset, w.backbone, w.method)),
-        metric=TUNING.get("metric", "ndcg@20"),
-        epochs="--select-epochs" if TUNING.get("select_epochs", True) else "",
+        args=lambda w: study.select_args(w.dataset, w.backbone, w.method),
     shell:
-        "specbench select {input} --trials {params.trials:q} --metric {params.metric} {params.epochs} --out {output}"
+        "specbench select {input} {params.args} --out {output}"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from specbench.errors import SpecbenchError
+from specbench.paths import DATA_DIR, RAW_DIR
 
 
 def _parse_value(text: str):
@@ -22,28 +23,71 @@ def _parse_value(text: str):
     return value
 
 
-def cmd_run(args):
-    from specbench.run import run
-    from specbench.study import Study
+def _job_spec(args) -> dict:
+    """The run spec of ``--spec``, or of ``--study/--dataset/--backbone/--method`` (and a trial or sweep point)."""
     if args.spec:
-        spec = json.loads(args.spec)
-    else:
-        if not all([args.study, args.dataset, args.backbone, args.method]):
-            raise SpecbenchError("specbench run needs --spec JSON, or --study, --dataset, --backbone and --method")
-        spec = Study.from_file(args.study).spec(args.dataset, args.backbone, args.method, args.seed)
+        return json.loads(args.spec)
+    if not all([args.study, args.dataset, args.backbone, args.method]):
+        raise SpecbenchError(f"specbench {args.command} needs --spec JSON, or --study, --dataset, --backbone and --method")
+    from specbench.study import Study
+    study = Study.from_file(args.study)
+    if getattr(args, "trial", None) is not None:
+        return study.trial_spec(args.dataset, args.backbone, args.method, args.trial)
+    return study.spec(args.dataset, args.backbone, args.method, args.seed)
+
+
+def _job_layers(args) -> list[dict]:
+    """The layers a job adds on top of its spec: the tuned settings, then ``--set``."""
+    from specbench.schemas import display_path
+    from specbench.settings import layer
+    layers = []
     if args.tuned:
         from specbench.tuning import tuned_params
-        spec["params"].update(tuned_params(Path(args.tuned)))
+        layers.append(layer("tuned", display_path(args.tuned), tuned_params(Path(args.tuned))))
+    values = {}
     for item in args.set or []:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise SpecbenchError(f"--set expects key=value, got {item!r}")
-        spec["params"][key] = _parse_value(value)
-    record = run(spec, Path(args.out))
+        values[key] = _parse_value(value)
+    if values:
+        layers.append(layer("set", "--set on the command line", values))
+    return layers
+
+
+def cmd_run(args):
+    from specbench.run import run
+    record = run(_job_spec(args), Path(args.out), extra_layers=_job_layers(args))
     final = record["final"]["metrics"]
     print(f"{args.out}: epoch {record['final']['epoch']} recall@20={final.get('recall@20', float('nan')):.4f} "
           f"ndcg@20={final.get('ndcg@20', float('nan')):.4f} erank={record['final']['spectrum'].get('erank', float('nan')):.2f} "
           f"({record['timing']['seconds_per_epoch']:.3f} s/epoch)")
+
+
+def cmd_explain(args):
+    """Print a run's settings with the layer and file each value came from."""
+    from specbench.settings import explain, resolve
+    spec = _job_spec(args)
+    if args.study and not args.tuned and args.trial is None:
+        from specbench.study import Study
+        study = Study.from_file(args.study)
+        chosen = Path(study.chosen_path(args.dataset, args.backbone, args.method))
+        if study.is_tuned(args.method):
+            if chosen.is_file():
+                args.tuned = str(chosen)
+            else:
+                print(f"# {args.method} is tuned in this study; {chosen} does not exist yet, so no tuned layer below")
+    resolved = resolve(spec, _job_layers(args))
+    print(f"# {spec['dataset']}/{spec['backbone']}/{spec['method']} (model {spec['model']}), seed {spec['seed']}; "
+          "layers from lowest to highest: harness < study < model < preset < fixed < protocol < job < trial < sweep "
+          "< spec < tuned < set")
+    print(explain(resolved, show_all=args.all))
+
+
+def cmd_leaderboard(args):
+    from specbench.report.leaderboard import write_leaderboard
+    for path in write_leaderboard(args.runs, Path(args.out), args.chosen, args.published, args.figures, args.metrics):
+        print(path)
 
 
 def cmd_fetch(args):
@@ -110,19 +154,28 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="specbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def job_options(p, seed=True):
+        p.add_argument("--spec", help="the run spec as JSON (what Snakemake passes)")
+        p.add_argument("--study", help="a study yaml (config/quick.yaml) to resolve the spec from")
+        p.add_argument("--dataset"), p.add_argument("--backbone"), p.add_argument("--method")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+        p.add_argument("--tuned", help="a chosen.json from `specbench select`: its settings override the spec's")
+
     p = sub.add_parser("run", help="train and evaluate one configuration, write its JSON")
-    p.add_argument("--spec", help="the run spec as JSON (what Snakemake passes)")
-    p.add_argument("--study", help="a study yaml (config/quick.yaml) to resolve the spec from")
-    p.add_argument("--dataset"), p.add_argument("--backbone"), p.add_argument("--method")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
-    p.add_argument("--tuned", help="a chosen.json from `specbench select`: its settings override the spec's")
+    job_options(p)
     p.add_argument("--out", required=True, help="the run JSON to write")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("explain", help="a run's settings and where each value came from (layer and file)")
+    job_options(p)
+    p.add_argument("--trial", type=int, help="explain tuning trial N instead of the test run")
+    p.add_argument("--all", action="store_true", help="also list the values that later layers overrode")
+    p.set_defaults(func=cmd_explain)
+
     p = sub.add_parser("carve-valid", help="split a prepared train file into fit and valid (model selection)")
     p.add_argument("dataset")
-    p.add_argument("--data-dir", default="data/atomic")
+    p.add_argument("--data-dir", default=DATA_DIR)
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=2024)
     p.set_defaults(func=cmd_carve_valid)
@@ -138,7 +191,7 @@ def main(argv=None):
     p = sub.add_parser("fetch", help="download or copy a dataset's files into data/raw/<ds>/, checking every checksum")
     p.add_argument("dataset", help="a name in config/datasets.yaml")
     p.add_argument("--catalog", help="the dataset catalogue (default: config/datasets.yaml of this checkout)")
-    p.add_argument("--raw", default="data/raw", help="where data/raw/<ds>/ goes")
+    p.add_argument("--raw", default=RAW_DIR, help="where data/raw/<ds>/ goes")
     p.add_argument("--mirror", help="a folder laid out like the catalogue's mirror paths (else $SPECBENCH_DATA_MIRROR, "
                                    "else the catalogue's mirror; files missing there are downloaded)")
     p.add_argument("--retries", type=int, default=3, help="download attempts per file")
@@ -149,8 +202,8 @@ def main(argv=None):
     p = sub.add_parser("prepare", help="write a fetched dataset's RecBole atomic files and stats.json")
     p.add_argument("dataset", help="a name in config/datasets.yaml")
     p.add_argument("--catalog", help="the dataset catalogue (default: config/datasets.yaml of this checkout)")
-    p.add_argument("--raw", default="data/raw", help="where `specbench fetch` put data/raw/<ds>/")
-    p.add_argument("--out", default="data/atomic")
+    p.add_argument("--raw", default=RAW_DIR, help="where `specbench fetch` put data/raw/<ds>/")
+    p.add_argument("--out", default=DATA_DIR, help="where <ds>/<ds>.<split>.inter and stats.json go")
     p.add_argument("--test-fraction", type=float, help="per-user test share (datasets split here only)")
     p.add_argument("--seed", type=int, help="split seed (datasets split here only)")
     p.set_defaults(func=cmd_prepare)
@@ -167,6 +220,15 @@ def main(argv=None):
     p.add_argument("--ablation", nargs="*", default=[], help="methods shown only in the ablation table")
     p.add_argument("--trials", nargs="*", default=[], help="tuning trial JSONs for the sensitivity figure")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("leaderboard", help="the leaderboard (CSV, Markdown, HTML) from run JSONs")
+    p.add_argument("runs", nargs="+", help="run JSONs (test split; others are ignored)")
+    p.add_argument("--chosen", nargs="*", default=[], help="tuning chosen.json files")
+    p.add_argument("--published", default=None, help="published numbers (config/published.yaml)")
+    p.add_argument("--figures", default=None, help="a folder of PNG figures to embed")
+    p.add_argument("--metrics", nargs="*", default=None, help="metrics to list (default: all but ref_*)")
+    p.add_argument("--out", default="results/leaderboard", help="output stem: writes <stem>.csv, .md and .html")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("readme", help="regenerate the README's results section from results/reference/")
     p.add_argument("--readme", default="README.md")

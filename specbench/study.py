@@ -1,25 +1,34 @@
-"""A study = the grid of runs a Snakemake config asks for, and the exact settings of each run.
+"""A study = the grid of runs a workflow config asks for, and the settings layers of each run.
 
-Settings of one run, later entries winning:
-RecBole defaults < ``run_defaults`` (study) < the model's <Model>.yaml < the method's ``params``
-< the method's ``presets`` (per dataset and/or backbone) < the method's ``fixed`` settings (what
-defines a variant) < ``run_settings`` (study protocol, e.g. epochs) < tuned settings < overrides.
-The model yaml is merged inside ``specbench.run``; everything else is resolved here.
+The study file (config/quick.yaml, config/paper.yaml) names datasets, backbones, methods of the
+catalogue (config/methods.yaml), seeds, the protocol and the tuning budget. For each job this
+module builds the run spec: identity (dataset, backbone, method, model class, seed, data folder)
+and the settings layers that come from the study and the catalogue, each with its source. The
+merge of those layers with the harness defaults and the model's yaml, in the one documented order,
+is specbench/settings.py; paths come from specbench/paths.py.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import random
+import shlex
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from specbench.errors import SpecbenchError
+from specbench.paths import StudyPaths
+from specbench.schemas import display_path
+from specbench.settings import layer
 
-RUNS_DIR = "results/runs"
-TUNING_DIR = "results/tuning"
+# Model selection when the study's `tuning` block leaves a key out (config/schema/study.schema.yaml).
+TUNING_DEFAULTS = {"metric": "ndcg@20", "seed": 0, "valid_fraction": 0.1, "split_seed": 2024,
+                   "select_epochs": True, "run_settings": {}}
+# Scheduler resources of a job when the study's `resources` table leaves a key out.
+RESOURCE_DEFAULTS = {"mem_mb": 4000, "runtime": 60}
 
 
 def canonical_hash(obj) -> str:
@@ -28,27 +37,41 @@ def canonical_hash(obj) -> str:
 
 @dataclass(frozen=True)
 class Method:
-    """One row of a results table: a model class per backbone plus settings."""
+    """One row of a results table: a model class per backbone plus the catalogue's settings."""
     name: str
     label: str
     models: dict  # backbone -> model class name
-    params: dict = field(default_factory=dict)
-    presets: dict = field(default_factory=dict)  # "<dataset>", "*/<backbone>" or "<dataset>/<backbone>" -> params
+    presets: dict = field(default_factory=dict)  # "<dataset>", "*/<backbone>" or "<dataset>/<backbone>" -> settings
     search_space: dict | None = None  # setting -> candidate values (None: the model yaml's)
     fixed: dict = field(default_factory=dict)  # what defines a variant: wins over presets
     tune: bool = True  # False: never tuned (e.g. the published settings as they are)
-    passes_backbone: bool = False  # the model takes ``backbone`` as a setting
 
     @classmethod
-    def from_catalogue(cls, name: str, entry: dict, backbones) -> "Method":
+    def from_catalogue(cls, name: str, entry: dict, where: str) -> "Method":
+        """A catalogue entry (already checked against config/schema/methods.schema.yaml).
+
+        ``model`` is a class name, run on every backbone the class declares (its ``backbones``),
+        or a mapping backbone -> class name (RecBole's built-ins: BPR is MF, LightGCN is LightGCN).
+        """
+        from specbench.plugins import get_model
         entry = dict(entry or {})
-        model = entry.pop("model", name)
-        models = model if isinstance(model, dict) else {b: model for b in entry.pop("backbones", backbones)}
-        return cls(name=name, label=entry.pop("label", name), models=dict(models),
-                   params=entry.pop("params", {}) or {}, presets=entry.pop("presets", {}) or {},
-                   search_space=entry.pop("search_space", None), fixed=entry.pop("fixed", {}) or {},
-                   tune=bool(entry.pop("tune", True)),
-                   passes_backbone=not isinstance(model, dict))
+        model = entry.get("model", name)
+        if isinstance(model, dict):
+            models = dict(model)
+            for backbone, cls_name in models.items():
+                declared = get_model(cls_name).backbones
+                if declared is not None and backbone not in declared:
+                    raise SpecbenchError(f"{where}.model: {cls_name} declares backbones {list(declared)}, "
+                                         f"not {backbone!r}")
+        else:
+            declared = get_model(model).backbones
+            if declared is None:
+                raise SpecbenchError(f"{where}.model: {model} is a RecBole built-in that declares no backbones; "
+                                     f"give a mapping backbone -> class, e.g. {{mf: {model}}}")
+            models = {b: model for b in declared}
+        return cls(name=name, label=entry.get("label", name), models=models, presets=entry.get("presets") or {},
+                   search_space=entry.get("search_space"), fixed=entry.get("fixed") or {},
+                   tune=bool(entry.get("tune", True)))
 
 
 @dataclass(frozen=True)
@@ -58,67 +81,141 @@ class Job:
     method: str
     seed: int
 
-    @property
-    def path(self) -> str:
-        return f"{RUNS_DIR}/{self.dataset}/{self.backbone}/{self.method}/{self.seed}.json"
-
 
 def new_model_methods(catalogue: dict, backbones) -> list[Method]:
     """A method for every plugin model (models/ or an entry point) that no catalogue entry names.
 
     This is how a model file dropped into models/ reaches the tables and the leaderboard after one
-    ``snakemake``: it runs with its yaml's defaults and is tuned over its yaml's ``search_space``.
-    Backbones: the ``enum`` of a ``backbone`` setting in its schema (else its default backbone),
-    or, for a model without a ``backbone`` setting, its yaml's ``backbones`` list (default: mf).
+    ``snakemake``: it runs with its yaml's defaults on the study's backbones among those its class
+    declares, and is tuned over its yaml's ``search_space``.
     """
     from specbench.plugins import discover
     named = set()
-    for entry in catalogue.values():
-        model = (entry or {}).get("model")
+    for name, entry in catalogue.items():
+        model = (entry or {}).get("model", name)
         named.update(model.values() if isinstance(model, dict) else [model])
-    named.update(name for name, entry in catalogue.items() if not (entry or {}).get("model"))
     methods = []
     for name, entry in sorted(discover().items()):
-        if entry.source == "recbole" or name in named:
+        if entry.source == "recbole" or name in named or not entry.backbones:
             continue
-        defaults = entry.defaults()
-        if "backbone" in defaults:
-            supported = entry.meta("schema").get("backbone", {}).get("enum") or [defaults["backbone"]]
-            methods.append(Method(name=name, label=name, models={b: name for b in supported if b in backbones},
-                                  passes_backbone=True))
-        else:
-            fixed = entry.meta("backbones") or ["mf"]
-            methods.append(Method(name=name, label=name, models={b: name for b in fixed if b in backbones}))
-    return [m for m in methods if m.models]
+        models = {b: name for b in entry.backbones if b in backbones}
+        if models:
+            methods.append(Method(name=name, label=name, models=models))
+    return methods
 
 
 class Study:
-    def __init__(self, config: dict, root: Path = Path(".")):
-        self.config = config
+    def __init__(self, config: dict, root: Path = Path("."), source: str | Path | None = None):
+        from specbench.schemas import check, check_file
+        self.source = display_path(source) if source else "the study config"
+        self.config = check(config, "study.schema.yaml", self.source)
         self.root = Path(root)
-        catalogue_file = self.root / config.get("catalogue", "config/methods.yaml")
-        with open(catalogue_file) as f:
-            catalogue = (yaml.safe_load(f) or {}).get("methods", {})
-        catalogue.update(config.get("methods_extra", {}) or {})
-        backbones = list(config.get("backbones", ["mf"]))
+        self.paths = StudyPaths.of(config)
+        catalogue_path = self.root / config.get("catalogue", "config/methods.yaml")
+        self.catalogue_file = display_path(catalogue_path)
+        if not catalogue_path.is_file():
+            raise SpecbenchError(f"{self.source}: catalogue = {config.get('catalogue')!r}: no such file "
+                                 f"{catalogue_path} (expected a method catalogue like config/methods.yaml)")
+        catalogue = (check_file(catalogue_path, "methods.schema.yaml") or {}).get("methods", {})
+        self.backbones = list(config.get("backbones", ["mf"]))
         self.methods = {}
         for name in config.get("methods", []):
             if name not in catalogue:
-                raise SpecbenchError(f"method {name!r} in the study's `methods` is not in {catalogue_file} "
+                raise SpecbenchError(f"{self.source}: method {name!r} in `methods` is not in {self.catalogue_file} "
                                      f"(known: {', '.join(sorted(catalogue))}); add an entry there")
-            self.methods[name] = Method.from_catalogue(name, catalogue[name], backbones)
+            self.methods[name] = Method.from_catalogue(name, catalogue[name], f"{self.catalogue_file}: methods.{name}")
         if config.get("new_models"):
-            for method in new_model_methods(catalogue, backbones):
+            for method in new_model_methods(catalogue, self.backbones):
                 self.methods.setdefault(method.name, method)
-        self.backbones = backbones
+        self.sweep_methods = {}  # a sweep may vary a catalogue method that the main table does not list
+        for name, sweep in (config.get("sweeps") or {}).items():
+            method = sweep["method"]
+            if method not in self.methods and method not in catalogue:
+                raise SpecbenchError(f"{self.source}: sweeps.{name}.method = {method!r} is not in {self.catalogue_file} "
+                                     f"(known: {', '.join(sorted(catalogue))})")
+            self.sweep_methods[method] = self.methods.get(method) or Method.from_catalogue(
+                method, catalogue[method], f"{self.catalogue_file}: methods.{method}")
         self.restrict = {m: list(b) for m, b in (config.get("restrict") or {}).items()}
         self.datasets = list(config.get("datasets", []))
         self.seeds = [int(s) for s in config.get("seeds", [0])]
+        self.tuning = {**TUNING_DEFAULTS, **config["tuning"]} if config.get("tuning") else None
+        self._resolved = lru_cache(maxsize=None)(self._resolve)
 
     @classmethod
     def from_file(cls, path, root: Path = Path(".")) -> "Study":
-        with open(path) as f:
-            return cls(yaml.safe_load(f), root)
+        from specbench.schemas import load_yaml
+        return cls(load_yaml(Path(path)), root, source=path)
+
+    # ---- what the rules pass to the CLI (rules/*.smk only wire files) ----
+
+    @property
+    def datasets_yaml(self) -> Path:
+        return self.root / "config" / "datasets.yaml"
+
+    @property
+    def published_file(self) -> str:
+        return str(self.root / "config" / "published.yaml")
+
+    @property
+    def datasets_catalog(self):
+        from specbench.datasets import load_catalog
+        if not hasattr(self, "_catalog"):
+            self._catalog = load_catalog(self.datasets_yaml)
+        return self._catalog
+
+    def check_datasets(self) -> None:
+        """Every dataset of the study can be fetched (it is in config/datasets.yaml) or is prepared already."""
+        from specbench.datasets import check_requested
+        check_requested(self.dataset_names(), self.datasets_catalog, self.paths.data_dir)
+
+    def fetch_args(self) -> str:
+        mirror = f" --mirror {shlex.quote(str(self.config['data_mirror']))}" if self.config.get("data_mirror") else ""
+        return f"--catalog {shlex.quote(str(self.datasets_yaml))} --raw {self.paths.raw_dir}{mirror}"
+
+    def prepare_args(self, dataset: str) -> str:
+        """``specbench prepare`` options: folders, and the study's ``split`` for a dataset split here."""
+        args = f"--catalog {shlex.quote(str(self.datasets_yaml))} --raw {self.paths.raw_dir} --out {self.paths.data_dir}"
+        split = self.config.get("split") or {}
+        if split and not self.datasets_catalog.get(dataset).fixed_split:
+            args += "".join(f" --{key.replace('_', '-')} {value}" for key, value in split.items())
+        return args
+
+    def carve_args(self) -> str:
+        tuning = self.tuning or TUNING_DEFAULTS
+        return f"--data-dir {self.paths.data_dir} --fraction {tuning['valid_fraction']} --seed {tuning['split_seed']}"
+
+    def spec_json(self, kind: str, dataset: str, backbone: str, method: str, index, seed=0) -> str:
+        """The run spec a job passes to ``specbench run --spec``: kind "run" (index = seed), "trial"
+        (index = trial number) or a sweep's name (index = point)."""
+        if kind == "run":
+            spec = self.spec(dataset, backbone, method, index)
+        elif kind == "trial":
+            spec = self.trial_spec(dataset, backbone, method, index)
+        else:
+            spec = self.sweep_spec(kind, dataset, backbone, index, seed)
+        return json.dumps(spec, sort_keys=True)
+
+    def tuned_inputs(self, dataset: str, backbone: str, method: str) -> list[str]:
+        """The chosen.json a test run reads when the study tunes its method, else nothing."""
+        return [self.chosen_path(dataset, backbone, method)] if self.is_tuned(method) else []
+
+    def select_args(self, dataset: str, backbone: str, method: str) -> str:
+        trials = json.dumps(self.trials(dataset, backbone, method))
+        epochs = " --select-epochs" if self.tuning["select_epochs"] else ""
+        return f"--trials {shlex.quote(trials)} --metric {self.tuning['metric']}{epochs}"
+
+    def sensitivity_paths(self) -> list[str]:
+        """The sensitivity figure's runs: the sweeps when the study has some, else the tuning trials."""
+        if self.sweeps():
+            return self.sweep_paths()
+        return [p for key in self.tuned_keys() for p in self.trial_paths(*key)]
+
+    def report_args(self) -> str:
+        report = self.config.get("report") or {}
+        return " ".join([f"--out {self.paths.results}", "--ours", *report.get("ours", []),
+                         "--ablation", *report.get("ablation", [])])
+
+    # ---- the grid ----
 
     def backbones_of(self, method: Method) -> list[str]:
         """The study's backbones that ``method`` supports, less any ``restrict`` entry excludes."""
@@ -129,8 +226,83 @@ class Study:
         return [Job(d, b, m.name, s) for d in self.datasets for m in self.methods.values()
                 for b in self.backbones_of(m) for s in self.seeds]
 
+    def run_path(self, job: Job) -> str:
+        return self.paths.run.format(**vars(job))
+
     def run_paths(self) -> list[str]:
-        return [j.path for j in self.jobs()]
+        return [self.run_path(j) for j in self.jobs()]
+
+    def dataset_names(self) -> list[str]:
+        """Every dataset a job of this study reads (main runs and sweeps)."""
+        names = list(self.datasets)
+        for sweep in self.sweeps().values():
+            names += [d for d in sweep["datasets"] if d not in names]
+        return names
+
+    # ---- one job's settings ----
+
+    def _method(self, method: str, backbone: str) -> Method:
+        m = self.methods.get(method) or self.sweep_methods.get(method)
+        if m is None:
+            raise SpecbenchError(f"method {method!r} is not in the study {self.source} "
+                                 f"(methods: {', '.join(self.methods)})")
+        if backbone not in m.models:
+            raise SpecbenchError(f"method {method!r} has no {backbone!r} backbone (has: {', '.join(m.models)})")
+        return m
+
+    def spec(self, dataset: str, backbone: str, method: str, seed: int | str) -> dict:
+        """Everything ``specbench run`` needs for one test run (JSON-serialisable): identity and layers."""
+        m = self._method(method, backbone)
+        model = m.models[backbone]
+        layers = []
+        if self.config.get("run_defaults"):
+            layers.append(layer("study", f"{self.source}: run_defaults", self.config["run_defaults"]))
+        for key in (f"*/{backbone}", dataset, f"{dataset}/{backbone}"):  # most specific wins
+            if m.presets.get(key):
+                layers.append(layer("preset", f"{self.catalogue_file}: methods.{method}.presets.{key}", m.presets[key]))
+        if m.fixed:
+            layers.append(layer("fixed", f"{self.catalogue_file}: methods.{method}.fixed", m.fixed))
+        if self.config.get("run_settings"):
+            layers.append(layer("protocol", f"{self.source}: run_settings", self.config["run_settings"]))
+        from specbench.plugins import get_model
+        if get_model(model).takes_backbone:
+            layers.append(layer("job", f"the job's backbone ({dataset}/{backbone}/{method})", {"backbone": backbone}))
+        return {"dataset": dataset, "backbone": backbone, "method": method, "label": m.label, "model": model,
+                "seed": int(seed), "data_dir": self.paths.data_dir, "layers": layers}
+
+    def trial_spec(self, dataset: str, backbone: str, method: str, trial: int | str) -> dict:
+        """A tuning trial: the test run's layers, the tuning protocol, the trial's point, the valid carve."""
+        spec = self.spec(dataset, backbone, method, self.tuning["seed"])
+        if self.tuning["run_settings"]:
+            spec["layers"].append(layer("trial", f"{self.source}: tuning.run_settings", self.tuning["run_settings"]))
+        point = self.trials(dataset, backbone, method)[int(trial)]
+        spec["layers"].append(layer("trial", f"{self.search_space_source(method, backbone)} (trial {int(trial)})",
+                                    {**point, "validation": True}))
+        return spec
+
+    def sweep_spec(self, name: str, dataset: str, backbone: str, point: int | str, seed: int | str) -> dict:
+        sweep = self.sweeps()[name]
+        spec = self.spec(dataset, backbone, sweep["method"], seed)
+        spec["layers"].append(layer("sweep", f"{self.source}: sweeps.{name}.grid (point {int(point)})",
+                                    self.sweep_points(name)[int(point)]))
+        return spec
+
+    def _resolve(self, kind: str, dataset: str, backbone: str, method: str, index: int):
+        from specbench.settings import resolve
+        if kind == "trial":
+            return resolve(self.trial_spec(dataset, backbone, method, index))
+        if kind == "run":
+            return resolve(self.spec(dataset, backbone, method, index))
+        return resolve(self.sweep_spec(kind, dataset, backbone, index, 0))
+
+    def resolved(self, dataset: str, backbone: str, method: str, *, trial: int | None = None):
+        """The resolved settings (settings.Resolved) of a test run, or of a tuning trial; cached."""
+        return self._resolved("run" if trial is None else "trial", dataset, backbone, method,
+                              0 if trial is None else int(trial))
+
+    def settings(self, dataset: str, backbone: str, method: str, *, trial: int | None = None) -> dict:
+        """The settings a test run (or trial) of this study gets, before any tuned value or --set."""
+        return self.resolved(dataset, backbone, method, trial=trial).settings
 
     def resources(self, dataset: str, backbone: str, method: str) -> dict:
         """Scheduler resources of one job: gpu (1 when the run asks for CUDA), mem_mb, runtime (minutes).
@@ -138,48 +310,31 @@ class Study:
         From the study's ``resources``: ``default`` < ``<dataset>`` < ``<dataset>/<backbone>``.
         """
         table = self.config.get("resources") or {}
-        res = {"mem_mb": 4000, "runtime": 60, **table.get("default", {}), **table.get(dataset, {}),
+        res = {**RESOURCE_DEFAULTS, **table.get("default", {}), **table.get(dataset, {}),
                **table.get(f"{dataset}/{backbone}", {})}
-        device = str(self.spec(dataset, backbone, method, 0)["params"].get("device", "cpu"))
-        res["gpu"] = int(device.startswith("cuda"))
+        res["gpu"] = int(str(self.settings(dataset, backbone, method)["device"]).startswith("cuda"))
         return res
 
-    def validate(self) -> None:
-        """Resolve and check every job's settings (types, ranges, unknown keys) before any training."""
-        from specbench.validate import resolve_settings
-        checked = set()
-        for job in self.jobs():
-            key = (job.dataset, job.backbone, job.method)
-            if key not in checked:
-                checked.add(key)
-                resolve_settings(self.spec(*key, job.seed))
-                if self.is_tuned(job.method):
-                    for trial in range(len(self.trials(*key))):
-                        resolve_settings(self.trial_spec(*key, trial))
+    def job_resources(self) -> dict:
+        """The ``resources:`` of every training rule, as Snakemake wants them (a function per key)."""
+        return {key: (lambda w, key=key: self.resources(w.dataset, w.backbone, w.method)[key])
+                for key in ("gpu", "mem_mb", "runtime")}
 
-    def spec(self, dataset: str, backbone: str, method: str, seed: int | str) -> dict:
-        """Everything ``specbench run`` needs for one job (JSON-serialisable)."""
-        if method not in self.methods:
-            raise SpecbenchError(f"method {method!r} is not in this study (methods: {', '.join(self.methods)})")
-        m = self.methods[method]
-        if backbone not in m.models:
-            raise SpecbenchError(f"method {method!r} has no {backbone!r} backbone (has: {', '.join(m.models)})")
-        presets = {}
-        for key in (f"*/{backbone}", dataset, f"{dataset}/{backbone}"):  # most specific wins
-            presets.update(m.presets.get(key) or {})
-        params = {**self.config.get("run_defaults", {}), **m.params, **presets, **m.fixed,
-                  **self.config.get("run_settings", {})}
-        if m.passes_backbone:
-            params["backbone"] = backbone
-        return {"dataset": dataset, "backbone": backbone, "method": method, "label": m.label,
-                "model": m.models[backbone], "seed": int(seed),
-                "data_dir": self.config.get("data_dir", "data/atomic"), "params": params}
+    def validate(self) -> None:
+        """Check the datasets, and resolve and check every job's, trial's and sweep point's settings
+        (once per (dataset, backbone, method) and trial) before any training."""
+        self.check_datasets()
+        for key in sorted({(j.dataset, j.backbone, j.method) for j in self.jobs()}):
+            self.resolved(*key)
+            if self.is_tuned(key[2]):
+                for trial in range(len(self.trials(*key))):
+                    self.resolved(*key, trial=trial)
+        for name, sweep in self.sweeps().items():
+            for d, b in itertools.product(sweep["datasets"], sweep["backbones"]):
+                for point in range(len(self.sweep_points(name))):
+                    self._resolved(name, d, b, sweep["method"], point)
 
     # ---- model selection on a validation split carved from train (never the test split) ----
-
-    @property
-    def tuning(self) -> dict | None:
-        return self.config.get("tuning")
 
     def search_space(self, method: str, backbone: str) -> dict:
         """Candidate values per setting: the catalogue's ``search_space``, else the model yaml's."""
@@ -189,36 +344,33 @@ class Study:
         from specbench.plugins import get_model
         return dict(get_model(m.models[backbone]).meta("search_space"))
 
+    def search_space_source(self, method: str, backbone: str) -> str:
+        if self.methods[method].search_space is not None:
+            return f"{self.catalogue_file}: methods.{method}.search_space"
+        from specbench.plugins import get_model
+        return f"{display_path(get_model(self.methods[method].models[backbone]).defaults_file)}: search_space"
+
     def trials(self, dataset: str, backbone: str, method: str) -> list[dict]:
         """The settings tried: the whole grid, or a seeded sample of ``tuning.budget`` points of it.
 
         Every method gets the same budget; a method without a search space gets one trial (its
         defaults), which still selects its number of epochs on validation.
         """
-        import itertools
-        import random
         space = self.search_space(method, backbone)
         keys = sorted(space)
         grid = [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))] or [{}]
         budget = int(self.tuning.get("budget", len(grid)))
         if len(grid) > budget:
-            rng = random.Random(f"{self.tuning.get('seed', 0)}/{dataset}/{backbone}/{method}")
+            rng = random.Random(f"{self.tuning['seed']}/{dataset}/{backbone}/{method}")
             grid = [grid[i] for i in sorted(rng.sample(range(len(grid)), budget))]
         return grid
 
-    def trial_spec(self, dataset: str, backbone: str, method: str, trial: int | str) -> dict:
-        spec = self.spec(dataset, backbone, method, self.tuning.get("seed", 0))
-        spec["params"].update(self.tuning.get("run_settings", {}))
-        spec["params"].update(self.trials(dataset, backbone, method)[int(trial)])
-        spec["params"]["validation"] = True
-        return spec
-
     def trial_paths(self, dataset: str, backbone: str, method: str) -> list[str]:
         n = len(self.trials(dataset, backbone, method))
-        return [f"{TUNING_DIR}/{dataset}/{backbone}/{method}/trial-{i}.json" for i in range(n)]
+        return [self.paths.trial.format(dataset=dataset, backbone=backbone, method=method, trial=i) for i in range(n)]
 
     def chosen_path(self, dataset: str, backbone: str, method: str) -> str:
-        return f"{TUNING_DIR}/{dataset}/{backbone}/{method}/chosen.json"
+        return self.paths.chosen.format(dataset=dataset, backbone=backbone, method=method)
 
     def is_tuned(self, method: str) -> bool:
         return bool(self.tuning) and self.methods[method].tune
@@ -233,23 +385,11 @@ class Study:
         return self.config.get("sweeps") or {}
 
     def sweep_points(self, name: str) -> list[dict]:
-        import itertools
         grid = self.sweeps()[name]["grid"]
         keys = sorted(grid)
         return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
     def sweep_paths(self) -> list[str]:
-        paths = []
-        for name, sweep in self.sweeps().items():
-            for d in sweep["datasets"]:
-                for b in sweep["backbones"]:
-                    for p in range(len(self.sweep_points(name))):
-                        for seed in sweep.get("seeds", [0]):
-                            paths.append(f"results/sweeps/{name}/{d}/{b}/{sweep['method']}/{p}-{seed}.json")
-        return paths
-
-    def sweep_spec(self, name: str, dataset: str, backbone: str, point: int | str, seed: int | str) -> dict:
-        sweep = self.sweeps()[name]
-        spec = self.spec(dataset, backbone, sweep["method"], seed)
-        spec["params"].update(self.sweep_points(name)[int(point)])
-        return spec
+        return [self.paths.sweep_run.format(sweep=name, dataset=d, backbone=b, method=sweep["method"], point=p, seed=s)
+                for name, sweep in self.sweeps().items() for d in sweep["datasets"] for b in sweep["backbones"]
+                for p in range(len(self.sweep_points(name))) for s in sweep.get("seeds", [0])]

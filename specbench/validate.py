@@ -9,45 +9,17 @@ errors, so a typo is never silently ignored.
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
-from pathlib import Path
 
 import jsonschema
-import yaml
 
 from specbench.errors import SpecbenchError
-
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "config" / "schema"
-# Values of the harness settings when neither the study nor the model sets them.
-HARNESS_DEFAULTS = {
-    "epochs": 100, "eval_step": 10, "train_batch_size": 2048, "learner": "adam", "learning_rate": 1e-3,
-    "weight_decay": 0.0, "lr_decay": 1.0, "train_sampler": "pairs", "topk": [10, 20], "device": "cpu",
-    "eval_scores_per_block": 2**24, "checkpoint_every": 0, "clip_grad_norm": None, "eval_at_start": True,
-}
-
-
-@lru_cache(maxsize=None)
-def load_schema(name: str) -> dict:
-    with open(SCHEMA_DIR / name) as f:
-        return yaml.safe_load(f)
+from specbench.schemas import SCHEMA_DIR, json_type, load_schema
 
 
 def _type_of(value) -> dict:
-    if value is None:
-        return {}
-    if isinstance(value, bool):
-        return {"type": "boolean"}
-    if isinstance(value, int):
-        return {"type": "integer"}
-    if isinstance(value, float):
-        return {"type": "number"}
-    if isinstance(value, str):
-        return {"type": "string"}
-    if isinstance(value, list):
-        return {"type": "array"}
-    if isinstance(value, dict):
-        return {"type": "object"}
-    return {}
+    """The JSON-schema type of a yaml default (nothing for null: any value is allowed)."""
+    kind = json_type(value)
+    return {"type": kind} if kind in ("boolean", "integer", "number", "string", "array", "object") else {}
 
 
 def settings_schema(entry) -> dict:
@@ -62,6 +34,8 @@ def settings_schema(entry) -> dict:
                 props[key] = {"type": "number"}  # an int default (e.g. lr 1) must not forbid 0.5
     for key, rule in explicit.items():
         props[key] = {**props.get(key, {}), **rule}
+    if entry.takes_backbone:  # the backbones the class declares (ModelEntry.backbones), nothing else
+        props["backbone"] = {**props.get("backbone", {}), "enum": list(entry.backbones)}
     return {"type": "object", "properties": props, "additionalProperties": False}
 
 
@@ -100,12 +74,3 @@ def validate_settings(entry, settings: dict, where: str) -> None:
         raise SpecbenchError(f"invalid settings for model {entry.name} ({where}): " + "; ".join(problems)
                              + f". Model settings are declared in {entry.defaults_file or 'its yaml'}; "
                                f"harness settings in {SCHEMA_DIR / 'settings.schema.yaml'}.")
-
-
-def resolve_settings(spec: dict):
-    """(model entry, validated settings) of a run spec: harness defaults < model yaml < spec params."""
-    from specbench.plugins import get_model
-    entry = get_model(spec["model"])
-    settings = {**HARNESS_DEFAULTS, **entry.defaults(), **spec.get("params", {})}
-    validate_settings(entry, settings, where=f"{spec['dataset']}/{spec['backbone']}/{spec['method']}")
-    return entry, settings

@@ -70,7 +70,8 @@ def _dry_run(tmp_path, configfile):
 @pytest.mark.parametrize("changes,expected", [
     ({"methods": ["BPR", "DirectSpecPluss"]}, "method 'DirectSpecPluss'"),
     ({"backbones": ["mf", "ngcf"]}, "ngcf"),
-    ({"sedes": [0]}, "sedes"),
+    ({"sedes": [0]}, "unknown key 'sedes' (did you mean 'seeds'?)"),
+    ({"run_setings": {"epochs": 3}}, "unknown key 'run_setings' (did you mean 'run_settings'?)"),
     ({"run_settings": {"epochs": 10, "device": "cpu", "eval_stpe": 5}}, "unknown setting 'eval_stpe' (did you mean 'eval_step'?)"),
     ({"run_settings": {"epochs": -3}}, "epochs = -3 is not allowed"),
 ])
@@ -79,6 +80,31 @@ def test_workflow_config_is_validated_before_planning(tmp_path, changes, expecte
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
     assert not [p for p in (tmp_path / "results").rglob("*") if p.is_file() or p.name == ".work"]
+
+
+def test_a_misspelt_catalogue_key_stops_the_workflow_before_any_job(tmp_path):
+    """`fixd:` in a method entry used to be dropped silently (the ablation ran with the wrong settings)."""
+    text = (REPO / "config" / "methods.yaml").read_text().replace("    fixed: {merge: early}", "    fixd: {merge: early}")
+    assert "fixd:" in text
+    (tmp_path / "methods.yaml").write_text(text)
+    result = _dry_run(tmp_path, _study_config(tmp_path, catalogue=str(tmp_path / "methods.yaml")))
+    assert result.returncode != 0
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "fixd:" in row)
+    assert (f"methods.yaml, line {line}: methods.BSPM: unknown key 'fixd' (did you mean 'fixed'?)"
+            in result.stdout + result.stderr)
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_misspelt_model_yaml_key_stops_the_workflow_before_any_job(tmp_path, monkeypatch):
+    """A model folder whose yaml misspells `search_space` fails at planning, naming file, line and key."""
+    from tests.helpers import write_toy_plugin
+    models = write_toy_plugin(tmp_path / "models", yaml_text="learning_rate: 0.5\nserach_space: {learning_rate: [0.1]}\n")
+    monkeypatch.setenv("SPECBENCH_MODELS", str(models))
+    result = _dry_run(tmp_path, _study_config(tmp_path, new_models=True))
+    assert result.returncode != 0
+    assert (f"{models}/ToyPop.yaml, line 2: top level: unknown key 'serach_space' (did you mean 'search_space'?)"
+            in result.stdout + result.stderr)
+    assert not (tmp_path / "results").exists()
 
 
 def test_dry_run_plans_one_train_job_per_method_backbone_and_seed(tmp_path):

@@ -6,6 +6,7 @@ import yaml
 from specbench.errors import SpecbenchError
 from specbench.study import Study
 from tests.conftest import REPO
+from tests.helpers import toy_plugin
 
 # The settings published with the reference code (tanatosuu/directspec README; see
 # ../shared/reference/directspec.md): lr, alpha, tau, shrink_norm, tau0, tau1.
@@ -26,7 +27,7 @@ def test_paper_grid_is_complete():
     assert len(jobs) == 3 * per_dataset_seed * 5
     assert per_dataset_seed >= 2 * len(methods) - sum(1 for m in methods if len(study.methods[m].models) < 2)
     assert {j.dataset for j in jobs} == {"citeulike", "gowalla", "yelp"} and {j.seed for j in jobs} == set(range(5))
-    assert all(study.spec(j.dataset, j.backbone, j.method, j.seed)["params"]["device"] == "cuda" for j in jobs[:20])
+    assert all(study.settings(j.dataset, j.backbone, j.method)["device"] == "cuda" for j in jobs[:20])
     assert all(study.resources(j.dataset, j.backbone, j.method)["gpu"] == 1 for j in jobs)
     study.validate()  # every job's and every trial's settings pass the schemas
 
@@ -36,22 +37,22 @@ def test_published_directspec_settings(dataset):
     lr, alpha, tau, shrink, tau0, tau1 = PUBLISHED[dataset]
     study = paper()
     for backbone, decay, epochs in (("mf", 0.9995, 300), ("lightgcn", 0.9999, 200)):
-        p = study.spec(dataset, backbone, "DirectSpecPlusPublished", 0)["params"]
+        p = study.settings(dataset, backbone, "DirectSpecPlusPublished")
         assert (p["learning_rate"], p["alpha"], p["tau"], p["shrink_norm"]) == (lr, alpha, tau, shrink)
         assert (p["lr_decay"], p["epochs"], p["backbone"]) == (decay, epochs, backbone)
         assert p.get("reg", 0.0) == (0.01 if backbone == "lightgcn" else 0.0)  # only directspec_gcn.py reads --reg
-        q = study.spec(dataset, backbone, "DirectSpecPlusAdaptivePublished", 0)["params"]
+        q = study.settings(dataset, backbone, "DirectSpecPlusAdaptivePublished")
         assert (q["tau0"], q["tau1"], q["alpha"], q["lr_decay"]) == (tau0, tau1, alpha, 0.9999)
         assert q["epochs"] == (50 if backbone == "mf" else 390) and q.get("reg", 0.0) == 0.0
         assert not study.is_tuned("DirectSpecPlusPublished")
-    a = study.spec(dataset, "mf", "DirectSpecPlusAdaptive", 0)["params"]
+    a = study.settings(dataset, "mf", "DirectSpecPlusAdaptive")
     assert (a["tau0"], a["tau1"], a["alpha"]) == (tau0, tau1, alpha)
 
 
 def test_variants_keep_what_defines_them():
     study = paper()
-    assert study.spec("citeulike", "mf", "DirectSpecPlusNoShrink", 0)["params"]["shrink_norm"] == 0.0
-    assert study.spec("gowalla", "lightgcn", "DirectSpecPlusPairs", 0)["params"]["train_sampler"] == "pairs"
+    assert study.settings("citeulike", "mf", "DirectSpecPlusNoShrink")["shrink_norm"] == 0.0
+    assert study.settings("gowalla", "lightgcn", "DirectSpecPlusPairs")["train_sampler"] == "pairs"
     assert study.spec("yelp", "mf", "DirectSpecLinear", 0)["model"] == "DirectSpec"
 
 
@@ -62,8 +63,7 @@ def test_trials_share_one_budget_and_never_touch_test():
         trials = study.trials(*key)
         assert 1 <= len(trials) <= budget
         assert len({tuple(sorted(t.items())) for t in trials}) == len(trials)
-        spec = study.trial_spec(*key, 0)
-        assert spec["params"]["validation"] is True and spec["seed"] == 0
+        assert study.settings(*key, trial=0)["validation"] is True and study.trial_spec(*key, 0)["seed"] == 0
     assert study.trials("citeulike", "mf", "DirectSpecPlus") == study.trials("citeulike", "mf", "DirectSpecPlus")
 
 
@@ -79,13 +79,7 @@ def test_quick_study_restricts_directspec_to_mf():
         study.spec("ml100k", "ngcf", "BPR", 0)
 
 
-NEW_MODEL = '''
-from recbole.model.general_recommender import BPR
-
-
-class MyBPR(BPR):
-    """A user's method: BPR under another name."""
-'''
+NEW_MODEL = toy_plugin("MyBPR")  # a user's method, dropped into a models folder
 
 
 def test_a_model_dropped_into_models_joins_a_study_with_new_models(tmp_path, monkeypatch):

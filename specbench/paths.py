@@ -1,0 +1,83 @@
+"""Where a study reads and writes: the one place every path pattern is spelled.
+
+The rules (rules/*.smk) use the patterns with Snakemake wildcards; the study (specbench/study.py)
+fills them in for each job. The data folders come from the study config (``data_dir``), every
+output lies under ``results/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DATA_DIR = "data/atomic"  # prepared RecBole atomic files: <data_dir>/<ds>/<ds>.<split>.inter, stats.json
+RAW_DIR = "data/raw"      # fetched, checksummed originals: data/raw/<ds>/
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Path patterns of one study; ``{name}`` fields are Snakemake wildcards."""
+    data_dir: str = DATA_DIR
+    raw_dir: str = RAW_DIR
+    results: str = "results"
+
+    @classmethod
+    def of(cls, config: dict) -> "StudyPaths":
+        return cls(data_dir=str(config.get("data_dir") or DATA_DIR))
+
+    # ---- data ----
+    @property
+    def fetched(self) -> str:
+        return f"{self.raw_dir}/{{dataset}}/fetched.json"
+
+    def split_file(self, split: str) -> str:
+        """<data_dir>/<ds>/<ds>.<split>.inter (split: train, test, fit, valid)."""
+        return f"{self.data_dir}/{{dataset}}/{{dataset}}.{split}.inter"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.data_dir}/{{dataset}}/stats.json"
+
+    # ---- runs, tuning, sweeps ----
+    @property
+    def run(self) -> str:
+        return f"{self.results}/runs/{{dataset}}/{{backbone}}/{{method}}/{{seed}}.json"
+
+    @property
+    def trial(self) -> str:
+        return f"{self.results}/tuning/{{dataset}}/{{backbone}}/{{method}}/trial-{{trial}}.json"
+
+    @property
+    def chosen(self) -> str:
+        return f"{self.results}/tuning/{{dataset}}/{{backbone}}/{{method}}/chosen.json"
+
+    @property
+    def sweep_run(self) -> str:
+        return f"{self.results}/sweeps/{{sweep}}/{{dataset}}/{{backbone}}/{{method}}/{{point}}-{{seed}}.json"
+
+    def log(self, pattern: str) -> str:
+        """The log of the job that writes ``pattern``: results/logs/<the same path>.log."""
+        inner = pattern[len(self.results) + 1:] if pattern.startswith(self.results + "/") else pattern
+        for prefix in ("runs/",):  # training logs keep their historical place, results/logs/<ds>/...
+            inner = inner[len(prefix):] if inner.startswith(prefix) else inner
+        return f"{self.results}/logs/{inner.rsplit('.', 1)[0]}.log"
+
+    # ---- outputs of the report ----
+    @property
+    def tables(self) -> str:
+        return f"{self.results}/tables"
+
+    @property
+    def figures(self) -> str:
+        return f"{self.results}/figures"
+
+    @property
+    def leaderboard(self) -> str:
+        return f"{self.results}/leaderboard"
+
+    @property
+    def paper(self) -> str:
+        return f"{self.results}/paper.pdf"
+
+    @property
+    def paper_build(self) -> str:
+        return f"{self.results}/.paper"
