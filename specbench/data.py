@@ -156,8 +156,33 @@ def atomic_files(data_dir: Path, name: str, splits=("train", "test")) -> list[Pa
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise SpecbenchError(f"dataset {name!r} is not prepared: missing {', '.join(missing)}. "
-                             f"Run `snakemake {Path(data_dir) / name / 'stats.json'}` first.")
+                             + _how_to_prepare(Path(data_dir), name, splits))
     return paths
+
+
+def _how_to_prepare(data_dir: Path, name: str, splits) -> str:
+    """How to make a missing dataset: the workflow target if config/datasets.yaml knows it, else the
+    names it may be a misspelling of (catalogued or prepared in ``data_dir``), never a target that fails."""
+    from specbench.datasets import load_catalog
+    from specbench.schemas import display_path, suggest
+    try:
+        catalog = load_catalog()
+    except SpecbenchError:
+        catalog = None
+    if catalog is not None and name in catalog.datasets:
+        if any(s in ("fit", "valid") for s in splits):  # the validation carve of a tuning study
+            return f"Run `snakemake {data_dir / name / f'{name}.fit.inter'}` first."
+        return f"Run `snakemake {data_dir / name / 'stats.json'}` first."
+    try:
+        prepared = sorted(p.name for p in data_dir.iterdir() if (p / f"{p.name}.train.inter").is_file())
+    except OSError:  # no data folder (yet)
+        prepared = []
+    known = sorted(set(catalog.datasets if catalog else ()) | set(prepared))
+    close = suggest(name, known)
+    where = display_path(catalog.path) if catalog is not None else "config/datasets.yaml"
+    return (f"{name!r} is not in {where} and not prepared in {data_dir}/"
+            + (f" (did you mean {close!r}?)" if close else "")
+            + (f"; known datasets: {', '.join(known)}" if known else "") + ".")
 
 
 def carve_validation(data_dir: Path, name: str, fraction: float = 0.1, seed: int = 2024) -> Path:

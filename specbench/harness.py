@@ -4,6 +4,8 @@ From a spec, its model entry and its validated settings, ``build`` makes the Rec
 dataset, the train and evaluation matrices, the model on its device, the device-side sampler, the
 optimiser and learning-rate schedule (none for a training-free model), the full-ranking evaluator
 and the two adapters to RecBole's Interaction (a training batch, a block of users to score).
+Before the model is built (and again after), a memory estimate refuses a run that cannot fit on
+its device, naming the setting to lower (``check_memory``).
 This is the module that talks to RecBole; its compatibility shim is imported first.
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 
@@ -146,6 +149,161 @@ def _optimiser(model, settings: dict):
     return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(settings["lr_decay"]))
 
 
+# ---- will it fit: an estimate before building, so that an absurd setting fails in one line ----
+
+OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 0, "adagrad": 1, "rmsprop": 1}  # tensors per parameter
+FLOAT_BYTES = 4
+# Bytes per user x item score of an evaluation block: the model's scores and its intermediate
+# product, the evaluator's masked copy (float32 each), the boolean test mask.
+EVAL_BYTES_PER_SCORE = 3 * FLOAT_BYTES + 1
+
+
+def memory_estimate(settings: dict, n_users: int, n_items: int, n_eval_users: int, train_rows: int,
+                    trainable_bytes: int | None = None) -> list[tuple[str, int, str]]:
+    """A lower bound of what a run needs on its device beyond what is allocated already, in parts:
+    (the setting that scales it, bytes, what it is). ``n_users``/``n_items`` as RecBole counts them
+    (padding included). Before the model is built (``trainable_bytes`` None) the embedding tables
+    are (n_users + n_items) x embedding_size float32, plus their gradients and optimiser state;
+    after, ``trainable_bytes`` (allocated already) needs its gradients and optimiser state. Models'
+    own buffers (a filter's item-item matrix) are not counted: this refuses only what cannot fit."""
+    learner = str(settings.get("learner", "adam")).lower()
+    states = OPTIMIZER_STATES.get(learner, 2)
+    d = int(settings.get("embedding_size") or 0)
+    parts = []
+    if trainable_bytes is None and d:
+        tables = (n_users + n_items) * d * FLOAT_BYTES
+        parts.append(("embedding_size", tables * (2 + states),
+                      f"embedding tables of {n_users:,} users and {n_items:,} items x embedding_size {d} in float32 "
+                      f"({tables:,} bytes), with their gradients and {learner} state"))
+    elif trainable_bytes:
+        parts.append(("embedding_size", trainable_bytes * (1 + states),
+                      f"gradients and {learner} state of {trainable_bytes:,} bytes of trainable parameters"))
+    if d:
+        batch = min(int(settings.get("train_batch_size") or 1), max(train_rows, 1))
+        negatives = max(int(settings.get("neg_samples") or 1), 1)
+        parts.append(("train_batch_size", batch * (2 + negatives) * d * FLOAT_BYTES * 2,
+                      f"training batches of {batch:,} rows x embedding_size {d} (activations and gradients)"))
+        if settings.get("backbone") == "lightgcn":
+            layers = int(settings.get("n_layers") or 0)
+            parts.append(("embedding_size", (layers + 1) * (n_users + n_items) * d * FLOAT_BYTES * 2,
+                          f"LightGCN propagation: {layers + 1} layers of {n_users + n_items:,} x {d} float32, "
+                          "with gradients"))
+    per_block = int(settings.get("eval_scores_per_block") or 2**24)
+    users = min(max(1, per_block // max(n_items, 1)), max(n_eval_users, 1))
+    parts.append(("eval_scores_per_block", users * n_items * EVAL_BYTES_PER_SCORE,
+                  f"evaluation blocks of {users:,} users x {n_items:,} items ({EVAL_BYTES_PER_SCORE} bytes per score)"))
+    return parts
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_memory_files() -> list[tuple[str, str]]:
+    """(limit, usage) files of this process's memory cgroup and of the cgroups above it (v2 and v1)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        if line.count(":") < 2:
+            continue
+        _, controllers, rel = line.split(":", 2)
+        if controllers == "":  # v2: 0::/path
+            base, limit, usage = Path("/sys/fs/cgroup"), "memory.max", "memory.current"
+        elif "memory" in controllers.split(","):
+            base, limit, usage = Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes", "memory.usage_in_bytes"
+        else:
+            continue
+        folder = base / rel.lstrip("/")
+        for f in [folder, *folder.parents]:
+            if f == base.parent:
+                break
+            out.append((str(f / limit), str(f / usage)))
+    return out
+
+
+def available_memory(device: torch.device) -> tuple[int | None, str]:
+    """(bytes a run may still allocate on ``device``, where the number comes from); None if unknown.
+
+    CUDA: the device's free memory (torch.cuda.mem_get_info) plus what torch's allocator holds
+    unused. CPU: MemAvailable + SwapFree of /proc/meminfo, capped by the cgroup's memory limit and
+    the address-space rlimit when set (a batch job's limit)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached), f"free on {device} (torch.cuda.mem_get_info)"
+    found, sources = [], []
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+        info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines
+                if line.split()[1:2] and line.split()[1].isdigit()}
+        if "MemAvailable" in info:
+            found.append(info["MemAvailable"] + info.get("SwapFree", 0))
+            sources.append("MemAvailable + SwapFree in /proc/meminfo")
+    except (OSError, IndexError, ValueError):
+        pass
+    for limit_file, usage_file in _cgroup_memory_files():
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 2**60:
+            found.append(max(limit - usage, 0))
+            sources.append(f"the cgroup limit {limit_file}")
+    import resource
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        try:
+            vm = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                      if line.startswith("VmSize:"))
+            found.append(max(soft - vm, 0))
+            sources.append("ulimit -v")
+        except (OSError, StopIteration, ValueError):
+            pass
+    if not found:
+        return None, "unknown"
+    i = int(np.argmin(found))
+    return int(found[i]), sources[i]
+
+
+# What each setting the estimate names is compared against: the usual value (harness default or
+# the models' embedding size); the setting whose return to it saves most is the one to lower.
+USUAL = {"embedding_size": 64, "train_batch_size": 2048, "eval_scores_per_block": 2**24}
+
+
+def check_memory(where: str, device: torch.device, settings: dict, counts: tuple[int, int, int, int],
+                 trainable_bytes: int | None = None, available: tuple[int | None, str] | None = None) -> None:
+    """Refuse a run whose estimate (``memory_estimate`` of ``counts``: users, items, evaluated users,
+    training rows) exceeds the memory available on its device (``available_memory`` unless given),
+    naming the estimate in bytes and the setting to lower."""
+    parts = memory_estimate(settings, *counts, trainable_bytes=trainable_bytes)
+    total = sum(b for _, b, _ in parts)
+    free, source = available if available is not None else available_memory(device)
+    if free is None or total <= free:
+        return
+
+    def saved(key):
+        if not settings.get(key) or int(settings[key]) <= USUAL[key]:
+            return 0
+        usual = memory_estimate({**settings, key: USUAL[key]}, *counts, trainable_bytes=trainable_bytes)
+        return total - sum(b for _, b, _ in usual)
+
+    setting = max(USUAL, key=saved)
+    if not saved(setting):  # nothing is unusually large: the part that is largest
+        setting = max(parts, key=lambda p: p[1])[0]
+    detail = "; ".join(f"{text}: {b:,}" for _, b, text in parts if b)
+    raise SpecbenchError(
+        f"{where} cannot fit in memory on {device}: it needs at least {total:,} bytes ({_gib(total)}: {detail}), "
+        f"but {free:,} bytes ({_gib(free)}) are available ({source}). Lower {setting} (now {settings.get(setting)}).")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
 def build(spec: dict, entry, settings: dict, work_dir: Path) -> Harness:
     """The harness of one run: ``entry`` is its plugins.ModelEntry, ``settings`` validated; RecBole's
     checkpoint_dir is ``work_dir`` (created). Seeds every RNG (RecBole's init_seed) before the data."""
@@ -165,10 +323,17 @@ def build(spec: dict, entry, settings: dict, work_dir: Path) -> Harness:
     train_matrix = built[train_split].inter_matrix(form="csr")
     test_matrix = built[eval_split].inter_matrix(form="csr")
 
+    # Will it fit? Before the model is built (its tables), and after (its gradients, optimiser state).
+    where = f"{spec['dataset']}/{spec['backbone']}/{spec['method']} seed {seed}"
+    counts = (int(dataset.user_num), int(dataset.item_num), int(np.count_nonzero(np.diff(test_matrix.indptr))),
+              int(train_matrix.nnz))
+    check_memory(where, device, settings, counts)
     t_setup = time.perf_counter()
     model = entry.cls(config, built[train_split]).to(device)
     sync(device)
     setup_seconds = time.perf_counter() - t_setup
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    check_memory(where, device, settings, counts, trainable_bytes=trainable)
     data_file = f"{Path(spec['data_dir']) / spec['dataset']}/{spec['dataset']}.{train_split}.inter"
     sampler = TrainSampler(train_matrix, settings["train_batch_size"], settings["train_sampler"], negatives,
                            device=device, seed=seed, dataset=spec["dataset"], data_file=data_file)

@@ -3,12 +3,14 @@
 The schema of one run = the harness settings (config/schema/settings.schema.yaml) plus the
 model's own settings: each key of its yaml, typed by its default value unless the yaml's
 ``schema`` block says more (e.g. ``alpha: {type: number, minimum: 0}``). Unknown keys are
-errors, so a typo is never silently ignored.
+errors, so a typo is never silently ignored; so is a number that is not finite (``.nan``,
+``.inf``: they pass ``minimum`` checks, and then fail as a diverged training).
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 
 import jsonschema
 
@@ -53,23 +55,51 @@ def _describe(rule: dict) -> str:
     return " ".join(parts) or "see the schema"
 
 
+def _not_finite(value, path=()):
+    """(path, value) of every float in ``value`` (a setting, maybe a list or mapping) that is nan or inf."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _not_finite(v, path + (i,))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _not_finite(v, path + (k,))
+
+
+def _key(path) -> str:
+    """topk[0], a.b: the place of a value in the settings."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(settings)"
+
+
 def validate_settings(entry, settings: dict, where: str) -> None:
     """Raise one SpecbenchError naming every bad key, its value and what is allowed."""
     schema = settings_schema(entry)
     validator = jsonschema.Draft202012Validator(schema)
-    problems = []
-    for err in sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path)):
+    problems, bad = [], set()
+    for err in sorted(validator.iter_errors(settings), key=lambda e: [str(p) for p in e.absolute_path]):
         if err.validator == "additionalProperties":
             known = sorted(schema["properties"])
             for key in sorted(set(settings) - set(known)):
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(f"unknown setting {key!r}{hint}")
+                bad.add(key)
             continue
-        key = ".".join(str(p) for p in err.absolute_path) or "(settings)"
-        top = str(err.absolute_path[0]) if err.absolute_path else None
+        path = tuple(err.absolute_path)
+        top = str(path[0]) if path else None
         rule = schema["properties"].get(top, {}) if top else {}
-        problems.append(f"{key} = {err.instance!r} is not allowed: expected {_describe(rule)}")
+        if len(path) > 1 and isinstance(err.schema, dict):
+            rule = err.schema  # an item of a list (topk[0]): its own rule, not the list's
+        problems.append(f"{_key(path)} = {err.instance!r} is not allowed: expected {_describe(rule)}")
+        bad.add(top)
+    for key in sorted(k for k in settings if k not in bad):
+        for path, value in _not_finite(settings[key], (key,)):
+            problems.append(f"{_key(path)} = {value!r} is not allowed: expected a finite number "
+                            "(.nan and .inf are not values a run can train with)")
     if problems:
         raise SpecbenchError(f"invalid settings for model {entry.name} ({where}): " + "; ".join(problems)
                              + f". Model settings are declared in {entry.defaults_file or 'its yaml'}; "

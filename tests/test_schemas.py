@@ -265,7 +265,7 @@ def test_a_wrong_type_names_the_expected_type(tmp_path):
 
 
 def test_check_on_data_without_a_file_and_an_empty_file(tmp_path):
-    message = _error(schemas.check, {"datasets": ["ml100k"], "seeds": [0], "backbones": ["gcn"]}, "study",
+    message = _error(schemas.check, {"study": "q", "datasets": ["ml100k"], "seeds": [0], "backbones": ["gcn"]}, "study",
                      "config/quick.yaml")
     assert message.splitlines()[:2] == [
         "config/quick.yaml: top level: missing key 'methods' (methods of the catalogue (its `methods` keys), "
