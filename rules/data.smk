@@ -12,7 +12,7 @@ rule fetch:
     wildcard_constraints:
         dataset=r"[A-Za-z0-9_-]+",
     shell:
-        "specbench fetch {wildcards.dataset} {params.args}"
+        "{SPECBENCH} fetch {wildcards.dataset} {params.args}"
 
 
 rule prepare:
@@ -27,7 +27,7 @@ rule prepare:
     wildcard_constraints:
         dataset=r"[A-Za-z0-9_-]+",
     shell:
-        "specbench prepare {wildcards.dataset} {params.args}"
+        "{SPECBENCH} prepare {wildcards.dataset} {params.args}"
 
 
 rule datasets_table:
@@ -40,4 +40,4 @@ rule datasets_table:
     params:
         stem=f"{PATHS.tables}/datasets",
     shell:
-        "specbench datasets-table {input} --out {params.stem}"
+        "{SPECBENCH} datasets-table {input} --out {params.stem}"

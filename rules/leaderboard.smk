@@ -16,6 +16,7 @@ rule leaderboard:
         chosen=lambda w, input: f"--chosen {' '.join(input.chosen)}" if input.chosen else "",
         stem=PATHS.leaderboard,
         figures=PATHS.figures,
+        ours=" ".join(study.ours),
     shell:
-        "specbench leaderboard {input.runs} {params.chosen} --published {input.published}"
-        " --figures {params.figures} --out {params.stem}"
+        "{SPECBENCH} leaderboard {input.runs} {params.chosen} --published {input.published}"
+        " --figures {params.figures} --ours {params.ours} --out {params.stem}"

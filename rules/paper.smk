@@ -1,17 +1,18 @@
-# The generated tables and figures -> results/paper.pdf (paper/main.tex \input{}s them; a missing
-# one is skipped with a note). Needs latexmk and pdflatex: `make paper` installs them from Debian.
+# The generated tables and figures -> results/<study>/paper.pdf (paper/main.tex \input{}s them).
+# Needs latexmk and pdflatex: `make paper` installs them from Debian.
 
 
 rule paper:
     input:
-        tex=local(str(Path(workflow.basedir) / "paper" / "main.tex")),  # a repo file, never in storage
+        tex=local(str(Path(workflow.basedir) / "paper" / "main.tex")),  # repo files, never in storage
+        bib=local(str(Path(workflow.basedir) / "paper" / "references.bib")),
+        datasets=rules.datasets_table.output,
         report=rules.report.output,
     output:
         PATHS.paper,
     log:
         PATHS.log(PATHS.paper),
     params:
-        build=PATHS.paper_build,
+        results=PATHS.results,
     shell:
-        "latexmk -pdf -interaction=nonstopmode -halt-on-error -output-directory={params.build} {input.tex}"
-        " > {log} 2>&1 && cp {params.build}/main.pdf {output}"
+        "{SPECBENCH} paper {params.results} --out {output} > {log} 2>&1"

@@ -17,4 +17,4 @@ rule sweep_run:
         point=r"\d+",
         seed=r"\d+",
     shell:
-        "specbench run --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "{SPECBENCH} run --spec {params.spec:q} --out {output} > {log} 2>&1"

@@ -18,4 +18,4 @@ rule train:
     wildcard_constraints:
         seed=r"\d+",
     shell:
-        "specbench run --spec {params.spec:q} {params.tuned} --out {output} > {log} 2>&1"
+        "{SPECBENCH} run --spec {params.spec:q} {params.tuned} --out {output} > {log} 2>&1"

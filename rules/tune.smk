@@ -11,7 +11,7 @@ rule carve_validation:
     params:
         args=study.carve_args(),
     shell:
-        "specbench carve-valid {wildcards.dataset} {params.args}"
+        "{SPECBENCH} carve-valid {wildcards.dataset} {params.args}"
 
 
 rule tune_trial:
@@ -29,7 +29,7 @@ rule tune_trial:
     wildcard_constraints:
         trial=r"\d+",
     shell:
-        "specbench run --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "{SPECBENCH} run --spec {params.spec:q} --out {output} > {log} 2>&1"
 
 
 rule select:
@@ -40,4 +40,4 @@ rule select:
     params:
         args=lambda w: study.select_args(w.dataset, w.backbone, w.method),
     shell:
-        "specbench select {input} {params.args} --out {output}"
+        "{SPECBENCH} select {input} {params.args} --out {output}"

@@ -57,7 +57,7 @@ def _job_layers(args) -> list[dict]:
 
 def cmd_run(args):
     from specbench.run import run
-    record = run(_job_spec(args), Path(args.out), extra_layers=_job_layers(args))
+    record = run(_job_spec(args), Path(args.out), extra_layers=_job_layers(args), progress=not args.quiet)
     final = record["final"]["metrics"]
     print(f"{args.out}: epoch {record['final']['epoch']} recall@20={final.get('recall@20', float('nan')):.4f} "
           f"ndcg@20={final.get('ndcg@20', float('nan')):.4f} erank={record['final']['spectrum'].get('erank', float('nan')):.2f} "
@@ -86,7 +86,8 @@ def cmd_explain(args):
 
 def cmd_leaderboard(args):
     from specbench.report.leaderboard import write_leaderboard
-    for path in write_leaderboard(args.runs, Path(args.out), args.chosen, args.published, args.figures, args.metrics):
+    for path in write_leaderboard(args.runs, Path(args.out), args.chosen, args.published, args.figures, args.metrics,
+                                  ours=args.ours):
         print(path)
 
 
@@ -137,6 +138,26 @@ def cmd_report(args):
         print(path)
 
 
+def cmd_figures(args):
+    from specbench.regenerate import regenerate
+    for path in regenerate(Path(args.folder), Path(args.study) if args.study else None, paper=not args.no_paper):
+        print(path)
+
+
+def cmd_paper(args):
+    from specbench.regenerate import build_paper
+    print(build_paper(Path(args.results), Path(args.out) if args.out else None))
+
+
+def cmd_study_file(args):
+    """The study's settings as the workflow runs them, beside its outputs (results/<study>/study.yaml)."""
+    import yaml
+    from specbench.atomic_io import atomic_write_text
+    atomic_write_text(Path(args.out), "# written by the workflow (specbench study-file): the settings this study ran with\n"
+                      + yaml.safe_dump(json.loads(args.config), sort_keys=False))
+    print(args.out)
+
+
 def cmd_readme(args):
     from specbench.report.readme import update_readme
     changed = update_readme(Path(args.readme), Path(args.reference))
@@ -165,6 +186,8 @@ def main(argv=None):
     p = sub.add_parser("run", help="train and evaluate one configuration, write its JSON")
     job_options(p)
     p.add_argument("--out", required=True, help="the run JSON to write")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (by default: one per epoch and "
+                                                        "evaluation on stderr, a progress bar on a terminal)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="a run's settings and where each value came from (layer and file)")
@@ -227,8 +250,26 @@ def main(argv=None):
     p.add_argument("--published", default=None, help="published numbers (config/published.yaml)")
     p.add_argument("--figures", default=None, help="a folder of PNG figures to embed")
     p.add_argument("--metrics", nargs="*", default=None, help="metrics to list (default: all but ref_*)")
+    p.add_argument("--ours", nargs="*", default=[], help="method keys to mark as ours (the study's report.ours)")
     p.add_argument("--out", default="results/leaderboard", help="output stem: writes <stem>.csv, .md and .html")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("figures", help="rebuild a study folder's tables, figures, leaderboard and paper from its "
+                                       "run records alone (no training is ever planned)")
+    p.add_argument("folder", help="a study folder: results/<study> or results/reference/<name> (runs/, tuning/, study.yaml)")
+    p.add_argument("--study", help="the study settings to use (default: <folder>/study.yaml)")
+    p.add_argument("--no-paper", action="store_true", help="skip the LaTeX paper")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("paper", help="build <results>/paper.pdf from paper/main.tex and the tables and figures there")
+    p.add_argument("results", help="the study's results folder (results/<study>)")
+    p.add_argument("--out", help="the PDF to write (default: <results>/paper.pdf)")
+    p.set_defaults(func=cmd_paper)
+
+    p = sub.add_parser("study-file", help="write a study's settings (JSON) as yaml beside its outputs")
+    p.add_argument("--config", required=True, help="the study settings as JSON")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_study_file)
 
     p = sub.add_parser("readme", help="regenerate the README's results section from results/reference/")
     p.add_argument("--readme", default="README.md")
@@ -240,15 +281,31 @@ def main(argv=None):
     p.set_defaults(func=cmd_models)
 
     args = parser.parse_args(argv)
+    _warnings_to_stderr()
     try:
         args.func(args)
     except SpecbenchError as exc:
         print(f"specbench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        print(f"specbench: interrupted ({exc}); rerun the same command to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C carries no message; a signal turned into one does
+        print(f"specbench: interrupted ({str(exc) or 'Ctrl-C (SIGINT)'}); rerun the same command to resume",
+              file=sys.stderr)
         return 130
     return 0
+
+
+def _warnings_to_stderr() -> None:
+    """specbench's warnings (an unreadable checkpoint moved aside, a stale temp file removed) as
+    ``specbench: warning: ...`` lines on stderr."""
+    import logging
+
+    class ToStderr(logging.Handler):
+        def emit(self, record):
+            print(f"specbench: warning: {self.format(record)}", file=sys.stderr)  # sys.stderr as it is now
+
+    logger = logging.getLogger("specbench")
+    if not any(type(h).__name__ == "ToStderr" for h in logger.handlers):  # once, if main() runs twice
+        logger.addHandler(ToStderr(logging.WARNING))
 
 
 if __name__ == "__main__":

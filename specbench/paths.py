@@ -1,8 +1,11 @@
 """Where a study reads and writes: the one place every path pattern is spelled.
 
 The rules (rules/*.smk) use the patterns with Snakemake wildcards; the study (specbench/study.py)
-fills them in for each job. The data folders come from the study config (``data_dir``), every
-output lies under ``results/``.
+fills them in for each job. The data folders come from the study config (``data_dir``) and are
+shared by studies (the same prepared split); every output of a study lies under
+``results/<study>/`` (runs, tuning, sweeps, logs, tables, figures, leaderboard, paper), so two
+studies never share an output path. A committed reference folder (results/reference/<name>/) has
+the same layout, which is what lets ``specbench figures`` rebuild its outputs from records alone.
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ class StudyPaths:
 
     @classmethod
     def of(cls, config: dict) -> "StudyPaths":
-        return cls(data_dir=str(config.get("data_dir") or DATA_DIR))
+        return cls(data_dir=str(config.get("data_dir") or DATA_DIR), results=f"results/{config['study']}")
+
+    @property
+    def study_file(self) -> str:
+        """The study's settings as the workflow ran them (what regeneration reads for ours/ablation)."""
+        return f"{self.results}/study.yaml"
 
     # ---- data ----
     @property
@@ -77,7 +85,3 @@ class StudyPaths:
     @property
     def paper(self) -> str:
         return f"{self.results}/paper.pdf"
-
-    @property
-    def paper_build(self) -> str:
-        return f"{self.results}/.paper"

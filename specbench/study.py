@@ -210,10 +210,18 @@ class Study:
             return self.sweep_paths()
         return [p for key in self.tuned_keys() for p in self.trial_paths(*key)]
 
+    @property
+    def ours(self) -> list[str]:
+        """The methods the report compares with the best other method (``report.ours``)."""
+        return list((self.config.get("report") or {}).get("ours", []))
+
+    @property
+    def ablation(self) -> list[str]:
+        """The methods shown only in the ablation table (``report.ablation``) that this study runs."""
+        return [m for m in (self.config.get("report") or {}).get("ablation", []) if m in self.methods]
+
     def report_args(self) -> str:
-        report = self.config.get("report") or {}
-        return " ".join([f"--out {self.paths.results}", "--ours", *report.get("ours", []),
-                         "--ablation", *report.get("ablation", [])])
+        return " ".join([f"--out {self.paths.results}", "--ours", *self.ours, "--ablation", *self.ablation])
 
     # ---- the grid ----
 

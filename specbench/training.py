@@ -17,6 +17,7 @@ import torch
 from specbench.checkpoint import Checkpoint
 from specbench.errors import SpecbenchError
 from specbench.harness import Harness, sync
+from specbench.progress import Progress
 from specbench.record import PER_USER_METRICS, encode_per_user
 from specbench.spectrum import spectrum_record
 
@@ -29,13 +30,14 @@ class Fit:
     per_user: dict = field(default_factory=dict)  # the final evaluation's per-user metrics (encoded)
 
 
-def train_epoch(model, sampler, optimizer, wrap, clip_grad_norm=None) -> torch.Tensor:
+def train_epoch(model, sampler, optimizer, wrap, clip_grad_norm=None, on_step=None) -> torch.Tensor:
     """One epoch of optimiser steps; returns the summed loss as a device tensor (no host sync here).
 
     The sum is kept in float64: in float32 a sum near 450 (648 steps at log 2) carries rounding
-    of a few 1e-6, which made the logged loss zig-zag beside the reference's."""
+    of a few 1e-6, which made the logged loss zig-zag beside the reference's. ``on_step(step)`` is
+    called after each step with its 1-based number (progress; it must not touch the device)."""
     loss_sum = torch.zeros((), dtype=torch.float64, device=sampler.device)
-    for batch in sampler.epoch():
+    for step, batch in enumerate(sampler.epoch(), 1):
         optimizer.zero_grad(set_to_none=True)
         loss = _total_loss(model.calculate_loss(wrap(batch)))
         loss.backward()
@@ -43,6 +45,8 @@ def train_epoch(model, sampler, optimizer, wrap, clip_grad_norm=None) -> torch.T
             torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip_grad_norm))
         optimizer.step()
         loss_sum += loss.detach().double()
+        if on_step is not None:
+            on_step(step)
     return loss_sum
 
 
@@ -73,14 +77,14 @@ def save_checkpoint(h: Harness, checkpoint: Checkpoint, epoch: int, fitted: Fit)
     checkpoint.save(epoch, h.model, h.optimizer, h.scheduler, h.sampler, fitted.history, fitted.epochs)
 
 
-def _trained_epoch(h: Harness, epoch: int, clip_grad_norm) -> dict:
+def _trained_epoch(h: Harness, epoch: int, clip_grad_norm, on_step=None) -> dict:
     """Train one epoch (after the model's ``on_epoch_start`` hook) and step the lr schedule: its log entry."""
     if hasattr(h.model, "on_epoch_start"):
         h.model.on_epoch_start(epoch)
     h.model.train()
     sync(h.device)
     t0 = time.perf_counter()
-    loss_sum = train_epoch(h.model, h.sampler, h.optimizer, h.wrap, clip_grad_norm)
+    loss_sum = train_epoch(h.model, h.sampler, h.optimizer, h.wrap, clip_grad_norm, on_step)
     h.scheduler.step()
     mean_loss = float(loss_sum) / h.sampler.steps_per_epoch()  # one sync per epoch
     return {"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - t0}
@@ -91,12 +95,13 @@ def _headline(metrics: dict) -> str:
     return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys)
 
 
-def fit(h: Harness, settings: dict, checkpoint: Checkpoint, job: str) -> Fit:
+def fit(h: Harness, settings: dict, checkpoint: Checkpoint, job: str, progress: bool = True) -> Fit:
     """Train and evaluate as ``settings`` say, resuming from ``checkpoint`` if it holds a later epoch.
 
     Evaluates at epoch 0 if ``eval_at_start`` (a training-free model: only there), every ``eval_step``
     epochs and at the last; checkpoints every ``checkpoint_every`` epochs (0: at each evaluation) before
-    the last. ``job`` names the run in the divergence error."""
+    the last. ``job`` names the run in the divergence error and in the progress lines (specbench/progress.py,
+    on stderr unless ``progress`` is false)."""
     epochs = int(settings["epochs"]) if h.optimizer is not None else 0  # training-free: fitted when built
     eval_step = int(settings["eval_step"])
     checkpoint_every = int(settings["checkpoint_every"]) or eval_step
@@ -106,18 +111,23 @@ def fit(h: Harness, settings: dict, checkpoint: Checkpoint, job: str) -> Fit:
         checkpoint.restore(state, h.model, h.optimizer, h.scheduler, h.sampler)
         fitted.history, fitted.epochs, start_epoch = state["history"], state["epochs"], state["epoch"] + 1
 
+    shown = Progress(job, epochs, h.sampler.steps_per_epoch(), enabled=progress)
+    shown.start(start_epoch, h.device)
+
     def evaluate_at(epoch, loss):
         entry, per_user = evaluate(h, epoch, loss, final=epoch == epochs)
         fitted.history.append(entry)
         fitted.per_user.update(per_user)
+        shown.evaluated(entry)
 
     if h.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(h.device)
     if start_epoch == 1 and (settings["eval_at_start"] or epochs == 0):
         evaluate_at(0, None)  # the initial embeddings: where every spectrum curve starts
     for epoch in range(start_epoch, epochs + 1):
-        log = _trained_epoch(h, epoch, settings["clip_grad_norm"])
+        log = _trained_epoch(h, epoch, settings["clip_grad_norm"], shown.epoch_started(epoch))
         fitted.epochs.append(log)
+        shown.epoch_done(epoch, log["loss"], log["seconds"])
         if not math.isfinite(log["loss"]):
             last = fitted.history[-1] if fitted.history else None
             raise SpecbenchError(

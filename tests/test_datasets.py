@@ -400,7 +400,7 @@ def test_datasets_table_is_generated_from_stats(prepared, tmp_path):
 
 def test_workflow_plans_fetch_prepare_and_the_table(tmp_path):
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"),
-                             "results/tables/datasets.md", "data/atomic/citeulike/stats.json", "--quiet", "rules"],
+                             "results/quick/tables/datasets.md", "data/atomic/citeulike/stats.json", "--quiet", "rules"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     counts = dict(line.split()[:2] for line in result.stdout.splitlines() if len(line.split()) == 2)

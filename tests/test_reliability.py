@@ -168,10 +168,10 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, spec_for):
 
 
 def test_parallel_jobs_use_separate_scratch_paths():
-    paths = [Path(f"results/runs/ml100k/mf/{m}/{s}.json") for m in ("BPR", "DirectSpecPlus") for s in (0, 1)]
+    paths = [Path(f"results/quick/runs/ml100k/mf/{m}/{s}.json") for m in ("BPR", "DirectSpecPlus") for s in (0, 1)]
     work = {work_dir_for(p) for p in paths}
     assert len(work) == len(paths)
-    assert all(w.parts[:2] == ("results", ".work") for w in work)
+    assert all(w.parts[:3] == ("results", "quick", ".work") for w in work)
 
 
 def test_run_json_is_written_atomically(tmp_path, spec_for, monkeypatch):
@@ -238,14 +238,14 @@ def test_snakemake_marks_a_diverged_job_failed_and_keeps_no_json(tmp_path):
                   run_settings={**config["run_settings"], "epochs": 4, "learner": "sgd", "learning_rate": 1e30})
     path = tmp_path / "diverge.yaml"
     path.write_text(yaml.safe_dump(config))
-    target = "results/runs/ml100k/mf/BPR/0.json"
+    target = "results/quick/runs/ml100k/mf/BPR/0.json"
     result = subprocess.run([sys.executable, "-m", "snakemake", target, "-c1", "-s", str(REPO / "Snakefile"),
                              "--configfile", str(path)], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     assert result.returncode != 0
     assert "Error in rule train" in result.stdout + result.stderr
     assert not (tmp_path / target).exists()
-    log = (tmp_path / "results" / "logs" / "ml100k" / "mf" / "BPR" / "0.log").read_text()
+    log = (tmp_path / "results" / "quick" / "logs" / "ml100k" / "mf" / "BPR" / "0.log").read_text()
     assert "training diverged" in log
 
 

@@ -109,5 +109,5 @@ def test_a_model_dropped_into_models_joins_a_study_with_new_models(tmp_path, mon
     out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "--configfile",
                           str(path)], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "results/runs/ml100k/mf/MyBPR/0.json" in out.stdout
-    assert "results/tuning/ml100k/mf/MyBPR/chosen.json" in out.stdout
+    assert "results/quick/runs/ml100k/mf/MyBPR/0.json" in out.stdout
+    assert "results/quick/tuning/ml100k/mf/MyBPR/chosen.json" in out.stdout
