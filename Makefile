@@ -8,10 +8,11 @@ TORCH  ?= torch==2.13.0
 CORES  ?= 2
 SNAKE  := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES)
 
-.PHONY: reproduce test report bench paper clean-results venv sysdeps
-# Debian packages the tests and `make paper` need: a headless browser for the leaderboard page and
-# a LaTeX toolchain for the paper. Installed with apt-get when missing (root or sudo).
-SYS_PKGS := chromium fonts-dejavu-core texlive-latex-recommended latexmk lmodern
+.PHONY: reproduce test report figures bench paper clean-results venv sysdeps
+# Debian packages the tests and `make paper` need: a headless browser for the leaderboard page,
+# a LaTeX toolchain for the paper, SLURM and munge for the cluster test (tests/test_slurm.py).
+# Installed with apt-get when missing (root or sudo).
+SYS_PKGS := chromium chromium-driver fonts-dejavu-core texlive-latex-recommended latexmk lmodern slurm-wlm munge
 
 venv: $(BIN)/.installed
 
@@ -33,6 +34,14 @@ report: venv
 paper: venv sysdeps
 	$(SNAKE) paper
 
+# Rebuild a study folder's tables, figures, leaderboard and paper from its run records alone (no
+# Snakemake, so no job is ever planned): `make figures STUDY=results/reference/quick-cpu`. For a
+# committed reference folder the README's results section is regenerated too.
+STUDY ?= results/reference/quick-cpu
+figures: venv sysdeps
+	$(BIN)/specbench figures $(STUDY)
+	$(if $(findstring results/reference/,$(STUDY)),$(BIN)/specbench readme)
+
 sysdeps:
 	@missing=""; for p in $(SYS_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -44,15 +53,31 @@ sysdeps:
 test: venv sysdeps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 
-# Seconds per training epoch and peak memory of DirectSpec+ (MF/LightGCN x single tau/tau0-tau1) on
-# CiteULike and Gowalla at the published settings: results/bench/<device kind>-<host>.json.
-# `make bench DEVICE=cuda` times the same on a GPU; BENCH_ARGS passes more options (see --help).
+# Seconds per training epoch and peak memory of every method x backbone of the catalogue (the four
+# DirectSpec+ variants at the published settings first) on CiteULike and Gowalla, each at its own
+# batch size: results/bench/<device kind>-<host>.json. `make bench DEVICE=cuda` times the same on a
+# GPU; BENCH_ARGS passes more options, e.g. --methods, --budget-seconds (see --help).
 DEVICE        ?= cpu
 BENCH_THREADS ?= 1
 BENCH_DATA    ?= citeulike gowalla
 bench: venv
 	$(SNAKE) $(foreach ds,$(BENCH_DATA),data/atomic/$(ds)/stats.json)
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/python -m specbench.bench --device $(DEVICE) --datasets $(BENCH_DATA) $(BENCH_ARGS)
+
+# GPU evidence in one device call (gpu/README.md). `make gpu-carry` fills the ignored gpu/carry/ (wheels
+# for Python 3.12, the gzipped atomic CiteULike and Gowalla) and prints the call: carry, command, timeout.
+# `make gpu-evidence OUT=dir` runs gpu/evidence.py (on the GPU machine: no venv needed, $OUT is set there);
+# here `make gpu-evidence OUT=/tmp/ev GPU_ARGS=--dry` is its CPU dry run (tests/test_gpu_evidence.py).
+.PHONY: gpu-evidence gpu-carry
+OUT        ?= results/gpu-evidence
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_ARGS   ?=
+GPU_MIRROR ?= $(firstword $(SPECBENCH_DATA_MIRROR) $(wildcard $(CURDIR)/../shared/datasets))
+gpu-evidence:
+	PYTHONUNBUFFERED=1 $(GPU_PYTHON) gpu/evidence.py --out $(OUT) $(GPU_ARGS)
+gpu-carry: venv
+	$(if $(GPU_MIRROR),SPECBENCH_DATA_MIRROR=$(GPU_MIRROR)) $(SNAKE) data/atomic/citeulike/stats.json data/atomic/gowalla/stats.json
+	$(BIN)/python gpu/carry.py
 
 envs/specbench.yaml: envs/requirements.txt specbench/envfile.py
 	$(PYTHON) specbench/envfile.py envs/requirements.txt > $@
@@ -61,4 +86,4 @@ envs/constraints.txt: venv
 	{ sed -n '1,3p' $@; $(BIN)/pip freeze --exclude-editable | grep -viE '^(torch|recbole|specbench)=='; } > $@.tmp && mv $@.tmp $@
 
 clean-results:
-	rm -rf results/runs results/tables results/figures
+	rm -rf results/quick
