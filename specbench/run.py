@@ -3,7 +3,7 @@
 One run = one (dataset, backbone, method, seed, settings). This module only orchestrates: it
 resolves the settings, builds the harness (specbench.harness), fits (specbench.training),
 assembles the record (specbench.record) and owns the job's scratch folder
-(results/.work/<run path>/, ``work_dir_for``):
+(results/<study>/.work/<run path>/, ``work_dir_for``):
 
 - before anything is built, the run JSON's folder is checked writable and the job's lock
   (``lock`` in the scratch folder, an OS file lock) is taken: a second copy of a running job
@@ -102,7 +102,7 @@ def _peak_memory(device) -> dict:
 
 
 def work_dir_for(out: Path) -> Path:
-    """Per-job scratch (checkpoint) folder: results/.work/<path of the run JSON without .json>."""
+    """Per-job scratch (checkpoint) folder: results/<study>/.work/<path of the run JSON without .json>."""
     out = Path(out)
     parts = out.with_suffix("").parts
     anchor = parts.index("runs") if "runs" in parts else len(parts) - 1
