@@ -66,7 +66,7 @@ def cmd_run(args):
 
 def cmd_explain(args):
     """Print a run's settings with the layer and file each value came from."""
-    from specbench.settings import explain, resolve
+    from specbench.settings import LAYERS, explain, resolve
     spec = _job_spec(args)
     if args.study and not args.tuned and args.trial is None:
         from specbench.study import Study
@@ -79,8 +79,7 @@ def cmd_explain(args):
                 print(f"# {args.method} is tuned in this study; {chosen} does not exist yet, so no tuned layer below")
     resolved = resolve(spec, _job_layers(args))
     print(f"# {spec['dataset']}/{spec['backbone']}/{spec['method']} (model {spec['model']}), seed {spec['seed']}; "
-          "layers from lowest to highest: harness < study < model < preset < fixed < protocol < job < trial < sweep "
-          "< spec < tuned < set")
+          f"layers from lowest to highest: {' < '.join(LAYERS)}")
     print(explain(resolved, show_all=args.all))
 
 
