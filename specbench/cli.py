@@ -232,7 +232,7 @@ def main(argv=None):
 
     p = sub.add_parser("datasets-table", help="the dataset statistics table from prepared stats.json files")
     p.add_argument("stats", nargs="+", help="data/atomic/<ds>/stats.json files, in table order")
-    p.add_argument("--out", default="results/tables/datasets", help="path stem: writes <stem>.csv, .md and .tex")
+    p.add_argument("--out", required=True, help="path stem, e.g. results/quick/tables/datasets: writes <stem>.csv, .md and .tex")
     p.set_defaults(func=cmd_datasets_table)
 
     p = sub.add_parser("report", help="tables and figures from run JSONs")
@@ -250,7 +250,7 @@ def main(argv=None):
     p.add_argument("--figures", default=None, help="a folder of PNG figures to embed")
     p.add_argument("--metrics", nargs="*", default=None, help="metrics to list (default: all but ref_*)")
     p.add_argument("--ours", nargs="*", default=[], help="method keys to mark as ours (the study's report.ours)")
-    p.add_argument("--out", default="results/leaderboard", help="output stem: writes <stem>.csv, .md and .html")
+    p.add_argument("--out", required=True, help="output stem, e.g. results/quick/leaderboard: writes <stem>.csv, .md and .html")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("figures", help="rebuild a study folder's tables, figures, leaderboard and paper from its "
