@@ -44,12 +44,9 @@ LIMIT_BYTES = 64 * 2**20  # what one device call may carry: the working tree and
 COMMAND = "python3 gpu/evidence.py --out $OUT --device cuda --budget-seconds {budget}"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _norm(name: str) -> str:
@@ -76,7 +73,7 @@ def download_wheels(folder: Path, python_version: str) -> list[dict]:
                 raise SystemExit(f"pip download {package}=={version} failed:\n{done.stderr[-3000:]}")
             wheel = next(p for p in folder.glob("*.whl") if p.name.lower().startswith(stem.lower()))
         out.append({"file": f"wheels/{wheel.name}", "dist": package, "version": version,
-                    "bytes": wheel.stat().st_size, "sha256": sha256_file(wheel)})
+                    "bytes": wheel.stat().st_size, "sha256": _sha256(wheel)})
     return out
 
 
@@ -100,7 +97,7 @@ def pack_dataset(data_dir: Path, name: str, tarball: Path) -> dict:
     tarball.write_bytes(buffer.getvalue())
     stats = json.loads((folder / "stats.json").read_text())
     return {"file": f"data/{tarball.name}", "dataset": name, "bytes": tarball.stat().st_size,
-            "sha256": sha256_file(tarball), "unpacked_bytes": sum(p.stat().st_size for p in files),
+            "sha256": _sha256(tarball), "unpacked_bytes": sum(p.stat().st_size for p in files),
             "stats": {k: stats.get(k) for k in ("users", "items", "train_rows", "test_rows")}}
 
 

@@ -255,11 +255,8 @@ def nvidia_smi(log: Log) -> dict | None:
 # ---- data ---------------------------------------------------------------------------------------------
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def prepare_data(args, work: Path, log: Log) -> tuple[Path, dict]:
@@ -601,13 +598,6 @@ def study_jobs(args, study, results: Path, bench: dict, fidelity: list[Job], log
         f"and the ablations, {sum(1 for g in groups if g[0] == 4)} sweep points"
         + (f"; run by step 2: {', '.join(twins)}" if twins else ""))
     return jobs
-
-
-def _values(layers: list[dict]) -> dict:
-    out = {}
-    for item in layers:
-        out.update(item["values"])
-    return out
 
 
 def run_pool(jobs: list[Job], clock: Clock, env: dict, workers: int, grace: float, log: Log) -> None:

@@ -132,15 +132,6 @@ def select_rows(rows: list[Row], tokens) -> list[Row]:
     return [r for r in rows if r.name in wanted or r.method in wanted or f"{r.method}/{r.backbone}" in wanted]
 
 
-def find_row(name: str, catalogue: Path = CATALOGUE) -> Row:
-    """A row by its name (a VARIANTS key or ``Method/backbone``)."""
-    from specbench.errors import SpecbenchError
-    for row in catalogue_rows(catalogue):
-        if name in (row.name, f"{row.method}/{row.backbone}"):
-            return row
-    raise SpecbenchError(f"no bench row {name!r} (a variant name or Method/backbone of {catalogue})")
-
-
 def check_prepared(datasets, data_dir: Path) -> None:
     """Every benchmarked dataset must be prepared by the workflow (fetched, checksummed, converted)."""
     from specbench.errors import SpecbenchError
@@ -354,14 +345,6 @@ def child_command(dataset: str, row: str, data_dir: Path, args, lock: Path | Non
     if lock is not None:
         cmd += ["--lock", str(lock)]
     return cmd
-
-
-def run_child(dataset: str, variant: str, data_dir: Path, args) -> dict:
-    """One (dataset, row) in a fresh interpreter, so that its peak RSS is its own (no deadline, no lock)."""
-    done = subprocess.run(child_command(dataset, variant, data_dir, args, None), capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise SystemExit(f"bench of {dataset}/{variant} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 class _Child:

@@ -21,7 +21,6 @@ from specbench.atomic_io import atomic_write_text
 from specbench.errors import SpecbenchError
 
 HEADER = "user_id:token\titem_id:token\n"
-RECBOLE_ML100K = "recbole/dataset_example/ml-100k/ml-100k.inter"
 DUPLICATES_POLICY = (
     "Rows are kept as published; duplicates are counted here, not removed. RecBole keeps every row and "
     "its inter_matrix sums repeated (user, item) rows into one entry holding the count. specbench "

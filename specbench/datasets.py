@@ -45,7 +45,6 @@ CATALOG = Path(__file__).resolve().parents[1] / "config" / "datasets.yaml"
 MIRROR_ENV = "SPECBENCH_DATA_MIRROR"
 HEADER = b"user,item"
 FETCHED = "fetched.json"
-NEWLINES = ("crlf", "lf")
 
 
 @dataclass(frozen=True)

@@ -63,10 +63,9 @@ class StudyPaths:
         return f"{self.results}/sweeps/{{sweep}}/{{dataset}}/{{backbone}}/{{method}}/{{point}}-{{seed}}.json"
 
     def log(self, pattern: str) -> str:
-        """The log of the job that writes ``pattern``: results/logs/<the same path>.log."""
-        inner = pattern[len(self.results) + 1:] if pattern.startswith(self.results + "/") else pattern
-        for prefix in ("runs/",):  # training logs keep their historical place, results/logs/<ds>/...
-            inner = inner[len(prefix):] if inner.startswith(prefix) else inner
+        """The log of the job that writes ``pattern``: <results>/logs/<its path below results>.log, a
+        test run's without the ``runs/`` part (<results>/logs/<ds>/<backbone>/<method>/<seed>.log)."""
+        inner = pattern.removeprefix(self.results + "/").removeprefix("runs/")
         return f"{self.results}/logs/{inner.rsplit('.', 1)[0]}.log"
 
     # ---- outputs of the report ----

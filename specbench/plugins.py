@@ -98,10 +98,6 @@ class ModelEntry:
         """A meta block of the yaml: ``schema`` (JSON-schema per setting) or ``search_space``."""
         return self._yaml().get(key) or {}
 
-    def setting_names(self) -> set[str]:
-        """Settings this model reads: the keys of its yaml (RecBole's own yaml for built-ins)."""
-        return set(self.defaults()) | set(self.meta("schema"))
-
 
 def package_dir() -> Path:
     """The folder of the specbench_models package (the repository's models/)."""
@@ -119,11 +115,6 @@ def extra_dirs() -> tuple[Path, ...]:
             seen.add(r)
             out.append(r)
     return tuple(out)
-
-
-def models_dirs() -> tuple[Path, ...]:
-    """Every folder searched for model files: the package's (models/), then $SPECBENCH_MODELS's."""
-    return (package_dir(),) + extra_dirs()
 
 
 def _recommender_base():
