@@ -18,15 +18,15 @@ On a bare GPU machine (torch installed; no recbole, no snakemake, no internet) i
    10 to 50), and compares them with it at those epochs (and the authors' code at epoch 30);
 3. runs as much of the CiteULike study (``--study``, restricted to CiteULike and one seed) as the
    remaining time allows: the main table's cells first (ours, then the other methods, cheapest first by
-   the bench's estimate, each with its tuning trials and selection), then the ablations, then the sweeps.
+   the bench's estimate, each with its tuning search (one `specbench tune` job) and selection), then the ablations, then the sweeps.
 
-Steps 2 and 3 share one pool of ``--workers`` processes (`specbench run` jobs, step 2 first). Nothing
+Steps 2 and 3 share one pool of ``--workers`` processes (`specbench run` and `specbench tune` jobs, step 2 first). Nothing
 runs past ``--budget-seconds``: a job that would not end in time is not started, a job still running at
 the deadline is stopped (SIGTERM: it keeps its checkpoint; the evaluations it reached are saved beside
 its record path as ``*.partial.json``) and every such job is listed in ``summary.json`` under
 ``stopped_at_budget``. What finished is kept. Written under ``--out`` (at most 8 files, as the device
 tool returns them): summary.json, bench.json, fidelity.json, study.json, runs.tar.gz (every run record,
-trial, selection and job log), evidence.log.
+tuning journal, selection and job log), evidence.log.
 
 ``--dry``: the same steps on the CPU with stand-in data (two MovieLens-100k subsamples from the recbole
 wheel, named citeulike and gowalla so that the CiteULike settings apply), tiny epochs and a few bench
@@ -404,7 +404,8 @@ class Job:
     estimate: float | None = None  # seconds, from the bench
     needs: list = field(default_factory=list)      # keys of jobs that must finish first
     tuned: Path | None = None      # chosen.json a test run reads (made by ``select`` before it starts)
-    select: dict | None = None     # {"trials": [paths], "params": [...], "metric", "select_epochs"}
+    select: dict | None = None     # {"journal", "spec", "space", "protocol"}: the search to export first
+    search: dict | None = None     # a tuning job: {"journal", "space", "protocol"} (specbench tune)
     info: dict = field(default_factory=dict)
     group: str = ""                # a study cell (its trials and runs) is admitted whole or not at all
     group_estimate: float | None = None
@@ -427,6 +428,10 @@ class Job:
         return f"{config_hash_of(self.spec, resolve(self.spec).settings)}/seed{self.spec['seed']}"
 
     def command(self) -> list[str]:
+        if self.search:
+            return [sys.executable, "-m", "specbench.cli", "tune", "--journal", str(self.search["journal"]),
+                    "--spec", json.dumps(self.spec, sort_keys=True), "--space", json.dumps(self.search["space"]),
+                    "--protocol", json.dumps(self.search["protocol"]), "--out", str(self.out)]
         cmd = [sys.executable, "-m", "specbench.cli", "run", "--spec", json.dumps(self.spec, sort_keys=True),
                "--out", str(self.out)]
         return cmd + (["--tuned", str(self.tuned)] if self.tuned else [])
@@ -489,7 +494,7 @@ def fidelity_jobs(args, data_dir: Path, results: Path, bench: dict) -> list[Job]
 
 def restricted_study(args, data_dir: Path):
     """The study of ``--study`` on ``--study-datasets`` only, at its first ``--study-seeds`` seeds, on our device
-    and data; in dry mode with one tuning trial per method."""
+    and data; in dry mode with one tuning trial of DRY_EPOCHS per method."""
     from specbench.schemas import load_yaml
     from specbench.study import Study
     config = deepcopy(load_yaml(args.study))
@@ -511,7 +516,8 @@ def restricted_study(args, data_dir: Path):
     if not sweeps:
         config.pop("sweeps", None)
     if args.dry and config.get("tuning"):
-        config["tuning"] = {**config["tuning"], "budget": 1}
+        config["tuning"] = {**config["tuning"], "trials": 1, "max_epochs": DRY_EPOCHS["epochs"],
+                            "eval_step": DRY_EPOCHS["eval_step"], "min_epochs": 1}
     return Study(config, root=ROOT, source=f"{args.study} (restricted by gpu/evidence.py to {', '.join(keep)}, "
                                             f"seeds {config['seeds']})")
 
@@ -540,29 +546,30 @@ def study_jobs(args, study, results: Path, bench: dict, fidelity: list[Job], log
         tier = 0 if method in ours else 2 if method in ablation else 1
         cell = f"{ds}/{bb}/{method}"
         trials, trial_estimates = [], []
-        if study.is_tuned(method):
-            for t in range(len(study.trials(ds, bb, method))):
-                spec = study.trial_spec(ds, bb, method, t)
-                spec["layers"] += dry
-                out = base / study.paths.trial.format(dataset=ds, backbone=bb, method=method, trial=t)
-                est = estimate_seconds(bench, ds, method, bb, resolve(spec).settings)
-                trial_estimates.append(est)
-                trials.append(Job(f"study/trial/{cell}/{t}", "study", spec, out, (), est,
-                                  info={"kind": "trial", "cell": cell, "trial": t}))
+        if study.is_tuned(method):  # one tuning job per search: its trials in one process
+            spec = study.trial_spec(ds, bb, method)
+            spec["layers"] += dry
+            out = base / study.paths.tune_worker.format(dataset=ds, backbone=bb, method=method, worker=0)
+            search = {"journal": base / study.journal_path(ds, bb, method), "space": study.search_space(method, bb),
+                      "protocol": study.tuning}
+            one = estimate_seconds(bench, ds, method, bb, resolve(spec).settings)  # a trial at max_epochs
+            est = None if one is None else one * int(study.tuning["trials"])
+            trial_estimates.append(est)
+            trials.append(Job(f"study/tune/{cell}", "study", spec, out, (), est, search=search,
+                              info={"kind": "tune", "cell": cell}))
         for seed in study.seeds:
             spec = study.spec(ds, bb, method, seed)
             spec["layers"] += dry
             out = base / study.paths.run.format(dataset=ds, backbone=bb, method=method, seed=seed)
             settings = resolve(spec).settings
-            if trials and study.tuning["run_settings"].get("epochs") and not args.dry:
-                settings = {**settings, "epochs": study.tuning["run_settings"]["epochs"]}  # at most the trials' epochs
+            if trials and not args.dry:
+                settings = {**settings, "epochs": study.tuning["max_epochs"]}  # at most the trials' epochs
             est = estimate_seconds(bench, ds, method, bb, settings)
             job = Job(f"study/run/{cell}/{seed}", "study", spec, out, (), est, needs=[t.key for t in trials],
                       info={"kind": "run", "cell": cell, "seed": seed})
             if trials:
                 job.tuned = base / study.chosen_path(ds, bb, method)
-                job.select = {"trials": [t.out for t in trials], "params": study.trials(ds, bb, method),
-                              "metric": study.tuning["metric"], "select_epochs": bool(study.tuning["select_epochs"])}
+                job.select = {**trials[0].search, "spec": trials[0].spec}
             elif job.identity in same:  # the fidelity run is this cell: it writes the cell's record
                 twin = same[job.identity]
                 twin.out, twin.info = job.out, {**twin.info, "kind": "run", "cell": cell, "seed": seed}
@@ -640,9 +647,10 @@ def run_pool(jobs: list[Job], clock: Clock, env: dict, workers: int, grace: floa
             pending.remove(job)
             if job.select:
                 try:
-                    from specbench.tuning import select
-                    chosen = select([str(p) for p in job.select["trials"]], job.select["params"], job.select["metric"],
-                                    job.select["select_epochs"], job.tuned)
+                    from specbench.tuner import export, study_name
+                    sel = job.select
+                    chosen = export(sel["journal"], study_name(sel["spec"], sel["space"], sel["protocol"]),
+                                    sel["space"], sel["protocol"], job.tuned)
                     job.info["chosen"] = chosen["params"]
                 except Exception as exc:  # noqa: BLE001  (a broken trial: the run cannot start)
                     job.status, job.note = "failed", f"select: {exc}"

@@ -1,4 +1,4 @@
-# Run JSONs (and sweep runs or tuning trials) -> tables, figures and the paper's generated text.
+# Run JSONs (and sweep runs, tuning choices) -> tables, figures and the paper's generated text.
 # Reads only the study's records: no training.
 SENSITIVITY = study.sensitivity_paths()
 
@@ -7,6 +7,7 @@ rule report:
     input:
         runs=study.run_paths(),
         trials=SENSITIVITY,
+        chosen=[study.chosen_path(*key) for key in study.tuned_keys()],
     output:
         main=report(f"{PATHS.tables}/main.csv", caption="../report/main.rst", category="Tables"),
         main_other=multiext(f"{PATHS.tables}/main", ".md", ".tex"),
@@ -27,9 +28,11 @@ rule report:
         pdfs=expand(f"{PATHS.figures}/{{name}}.pdf",
                     name=["erank", "spectrum", "accuracy_time"] + (["sensitivity"] if SENSITIVITY else [])),
         ablation=multiext(f"{PATHS.tables}/ablation", ".csv", ".md", ".tex") if study.ablation else [],
+        tuning=multiext(f"{PATHS.tables}/tuning", ".csv", ".md", ".tex") if study.tuned_keys() else [],
         paper_text=expand(f"{PATHS.results}/paper/{{name}}.tex", name=["abstract", "results", "discussion", "provenance"]),
     params:
         args=study.report_args(),
         trials=lambda w, input: f"--trials {' '.join(input.trials)}" if input.trials else "",
+        chosen=lambda w, input: f"--chosen {' '.join(input.chosen)}" if input.chosen else "",
     shell:
-        "{SPECBENCH} report {input.runs} {params.args} {params.trials}"
+        "{SPECBENCH} report {input.runs} {params.args} {params.trials} {params.chosen}"

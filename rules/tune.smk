@@ -1,5 +1,7 @@
-# Model selection on a validation split carved from train: trials -> chosen.json per
-# (dataset, backbone, method). Active when the study has a `tuning:` block.
+# Model selection on a validation split carved from train (specbench/tuner.py): per (dataset,
+# backbone, method) an Optuna search in one journal file, filled by `tuning.workers` jobs that each
+# run trials in one process, then `select` -> chosen.json, trials.csv, trials.json. Active when the
+# study has a `tuning:` block.
 
 
 rule carve_validation:
@@ -14,30 +16,31 @@ rule carve_validation:
         "{SPECBENCH} carve-valid {wildcards.dataset} {params.args}"
 
 
-rule tune_trial:
+rule tune:
     input:
         rules.carve_validation.output,
     output:
-        PATHS.trial,
+        PATHS.tune_worker,
     params:
-        spec=lambda w: study.spec_json("trial", w.dataset, w.backbone, w.method, w.trial),
+        args=lambda w: study.search_args(w.dataset, w.backbone, w.method),
     log:
-        PATHS.log(PATHS.trial),
+        PATHS.log(PATHS.tune_worker),
     threads: 1
     resources:
         **RESOURCES,
     wildcard_constraints:
-        trial=r"\d+",
+        worker=r"\d+",
     shell:
-        "{SPECBENCH} run --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "{SPECBENCH} tune {params.args} --out {output} > {log} 2>&1"
 
 
 rule select:
     input:
-        lambda w: study.trial_paths(w.dataset, w.backbone, w.method),
+        lambda w: study.worker_paths(w.dataset, w.backbone, w.method),
     output:
-        PATHS.chosen,
+        chosen=PATHS.chosen,
+        trials=multiext(PATHS.chosen.removesuffix("chosen.json") + "trials", ".csv", ".json"),
     params:
-        args=lambda w: study.select_args(w.dataset, w.backbone, w.method),
+        args=lambda w: study.search_args(w.dataset, w.backbone, w.method),
     shell:
-        "{SPECBENCH} select {input} {params.args} --out {output}"
+        "{SPECBENCH} select {params.args} --out {output.chosen}"

@@ -502,7 +502,7 @@ def project_study(study_file: Path, record: dict, seeds: int = 1) -> dict:
     kept_seeds = study.seeds[:max(1, seeds)]
     jobs = [("run", j.dataset, j.backbone, j.method, j.seed) for j in study.jobs() if j.seed in kept_seeds]
     for key in study.tuned_keys():
-        jobs += [("trial",) + key + (t,) for t in range(len(study.trials(*key)))]
+        jobs += [("trial",) + key + (t,) for t in range(int(study.tuning["trials"]))]
     for name, sweep in study.sweeps().items():
         for ds, bb in itertools.product(sweep["datasets"], sweep["backbones"]):
             jobs += [(name, ds, bb, sweep["method"], p) for p in range(len(study.sweep_points(name)))]
@@ -510,10 +510,10 @@ def project_study(study_file: Path, record: dict, seeds: int = 1) -> dict:
     for kind, ds, bb, method, index in jobs:
         if kind == "run":
             settings = study.settings(ds, bb, method)
-            if study.is_tuned(method) and study.tuning["run_settings"].get("epochs"):
-                settings = {**settings, "epochs": study.tuning["run_settings"]["epochs"]}  # upper bound
-        elif kind == "trial":
-            settings = study.settings(ds, bb, method, trial=index)
+            if study.is_tuned(method):
+                settings = {**settings, "epochs": study.tuning["max_epochs"]}  # upper bound
+        elif kind == "trial":  # upper bound: a trial at max_epochs (pruning and early stopping end most sooner)
+            settings = study.settings(ds, bb, method, trial=True)
         else:
             settings = study._resolved(kind, ds, bb, method, index).settings
         row, train_scale, eval_scale, near = row_for(ds, method, bb)

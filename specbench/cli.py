@@ -31,8 +31,8 @@ def _job_spec(args) -> dict:
         raise SpecbenchError(f"specbench {args.command} needs --spec JSON, or --study, --dataset, --backbone and --method")
     from specbench.study import Study
     study = Study.from_file(args.study)
-    if getattr(args, "trial", None) is not None:
-        return study.trial_spec(args.dataset, args.backbone, args.method, args.trial)
+    if getattr(args, "trial", False):
+        return study.trial_spec(args.dataset, args.backbone, args.method)
     return study.spec(args.dataset, args.backbone, args.method, args.seed)
 
 
@@ -42,7 +42,7 @@ def _job_layers(args) -> list[dict]:
     from specbench.settings import layer
     layers = []
     if args.tuned:
-        from specbench.tuning import tuned_params
+        from specbench.tuner import tuned_params
         layers.append(layer("tuned", display_path(args.tuned), tuned_params(Path(args.tuned))))
     values = {}
     for item in args.set or []:
@@ -68,7 +68,7 @@ def cmd_explain(args):
     """Print a run's settings with the layer and file each value came from."""
     from specbench.settings import LAYERS, explain, resolve
     spec = _job_spec(args)
-    if args.study and not args.tuned and args.trial is None:
+    if args.study and not args.tuned and not args.trial:
         from specbench.study import Study
         study = Study.from_file(args.study)
         chosen = Path(study.chosen_path(args.dataset, args.backbone, args.method))
@@ -122,17 +122,36 @@ def cmd_carve_valid(args):
     print(carve_validation(Path(args.data_dir), args.dataset, args.fraction, args.seed))
 
 
+def _search(args) -> tuple[dict, dict, dict]:
+    """(trial spec, search space, protocol) of ``specbench tune`` / ``select`` (what the study passes)."""
+    from specbench.study import tuning_protocol
+    spec, space = json.loads(args.spec), json.loads(args.space)
+    return spec, space, tuning_protocol(json.loads(args.protocol))
+
+
+def cmd_tune(args):
+    from specbench.atomic_io import atomic_write_text
+    from specbench.tuner import run_worker
+    spec, space, protocol = _search(args)
+    summary = run_worker(spec, space, protocol, Path(args.journal), progress=not args.quiet)
+    atomic_write_text(Path(args.out), json.dumps(summary, indent=1) + "\n")
+    print(f"{args.out}: ran trials {summary['trials_run']}; {summary['finished']} of {summary['target']} finished "
+          f"in {args.journal} ({summary['seconds']:.0f} s)")
+
+
 def cmd_select(args):
-    from specbench.tuning import select
-    result = select(args.trial_runs, json.loads(args.trials), args.metric, args.select_epochs, Path(args.out))
+    from specbench.tuner import export, study_name
+    spec, space, protocol = _search(args)
+    result = export(Path(args.journal), study_name(spec, space, protocol), space, protocol, Path(args.out))
+    edges = "".join(f"; {k} at the {v} end of its range" for k, v in result["edges"].items())
     print(f"{args.out}: trial {result['chosen_trial']} of {len(result['trials'])} "
-          f"({result['metric']}={result['value']:.4f} on valid): {result['params']}")
+          f"({result['metric']}={result['value']:.4f} on valid, epoch {result['best_epoch']}): {result['params']}{edges}")
 
 
 def cmd_report(args):
     from specbench.report import build_report
     written = build_report([Path(p) for p in args.runs], Path(args.out), ours=args.ours, ablation=args.ablation,
-                           trial_paths=[Path(p) for p in args.trials])
+                           trial_paths=[Path(p) for p in args.trials], chosen_paths=[Path(p) for p in args.chosen])
     for path in written:
         print(path)
 
@@ -191,7 +210,8 @@ def main(argv=None):
 
     p = sub.add_parser("explain", help="a run's settings and where each value came from (layer and file)")
     job_options(p)
-    p.add_argument("--trial", type=int, help="explain tuning trial N instead of the test run")
+    p.add_argument("--trial", action="store_true", help="explain a tuning trial (its protocol, before the point "
+                                                          "the tuner samples) instead of the test run")
     p.add_argument("--all", action="store_true", help="also list the values that later layers overrode")
     p.set_defaults(func=cmd_explain)
 
@@ -202,12 +222,20 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=2024)
     p.set_defaults(func=cmd_carve_valid)
 
-    p = sub.add_parser("select", help="choose settings from validation trials")
-    p.add_argument("trial_runs", nargs="+", help="trial run JSONs, in trial order")
-    p.add_argument("--trials", required=True, help="JSON list of each trial's settings, in the same order")
-    p.add_argument("--metric", default="ndcg@20")
-    p.add_argument("--select-epochs", action="store_true", help="also choose the number of epochs")
-    p.add_argument("--out", required=True)
+    def search_options(p):
+        p.add_argument("--journal", required=True, help="the search's Optuna journal file (created if new)")
+        p.add_argument("--spec", required=True, help="the trial spec as JSON, before its point (what Snakemake passes)")
+        p.add_argument("--space", required=True, help="the search space as JSON (specbench/search_space.py)")
+        p.add_argument("--protocol", required=True, help="the study's tuning block as JSON (defaults filled in)")
+        p.add_argument("--out", required=True)
+
+    p = sub.add_parser("tune", help="add trials to a search (Optuna TPE with pruning) until its budget is reached")
+    search_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("select", help="the best validation trial of a search -> chosen.json, trials.csv, trials.json")
+    search_options(p)
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("fetch", help="download or copy a dataset's files into data/raw/<ds>/, checking every checksum")
@@ -240,7 +268,8 @@ def main(argv=None):
     p.add_argument("--out", default="results")
     p.add_argument("--ours", nargs="*", default=[], help="methods compared against the best other method")
     p.add_argument("--ablation", nargs="*", default=[], help="methods shown only in the ablation table")
-    p.add_argument("--trials", nargs="*", default=[], help="tuning trial JSONs for the sensitivity figure")
+    p.add_argument("--trials", nargs="*", default=[], help="sweep run JSONs for the sensitivity figure")
+    p.add_argument("--chosen", nargs="*", default=[], help="tuning chosen.json files for the tuning table")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("leaderboard", help="the leaderboard (CSV, Markdown, HTML) from run JSONs")

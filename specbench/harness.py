@@ -304,9 +304,13 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
 
-def build(spec: dict, entry, settings: dict, work_dir: Path) -> Harness:
+def build(spec: dict, entry, settings: dict, work_dir: Path, data_cache: dict | None = None) -> Harness:
     """The harness of one run: ``entry`` is its plugins.ModelEntry, ``settings`` validated; RecBole's
-    checkpoint_dir is ``work_dir`` (created). Seeds every RNG (RecBole's init_seed) before the data."""
+    checkpoint_dir is ``work_dir`` (created). Seeds every RNG (RecBole's init_seed) before the data
+    and again before the model, so a model starts the same whether its data were built or reused.
+
+    ``data_cache`` (a dict the caller keeps): the RecBole dataset and the matrices of a data folder,
+    dataset and splits are built once and reused by later builds (the trials of one tuning job)."""
     from recbole.data import create_dataset
     from recbole.data.interaction import Interaction
     from recbole.utils import init_seed
@@ -318,16 +322,23 @@ def build(spec: dict, entry, settings: dict, work_dir: Path) -> Harness:
     config, (train_split, eval_split) = recbole_config(entry.cls, spec, settings, work_dir, negatives)
     config["device"] = device
     init_seed(seed, True)
-    dataset = create_dataset(config)
-    built = dict(zip((train_split, eval_split), dataset.build()))
-    train_matrix = built[train_split].inter_matrix(form="csr")
-    test_matrix = built[eval_split].inter_matrix(form="csr")
+    key = (str(Path(spec["data_dir"]).resolve()), spec["dataset"], train_split, eval_split)
+    if data_cache is not None and key in data_cache:
+        dataset, built, train_matrix, test_matrix = data_cache[key]
+    else:
+        dataset = create_dataset(config)
+        built = dict(zip((train_split, eval_split), dataset.build()))
+        train_matrix = built[train_split].inter_matrix(form="csr")
+        test_matrix = built[eval_split].inter_matrix(form="csr")
+        if data_cache is not None:
+            data_cache[key] = (dataset, built, train_matrix, test_matrix)
 
     # Will it fit? Before the model is built (its tables), and after (its gradients, optimiser state).
     where = f"{spec['dataset']}/{spec['backbone']}/{spec['method']} seed {seed}"
     counts = (int(dataset.user_num), int(dataset.item_num), int(np.count_nonzero(np.diff(test_matrix.indptr))),
               int(train_matrix.nnz))
     check_memory(where, device, settings, counts)
+    init_seed(seed, True)
     t_setup = time.perf_counter()
     model = entry.cls(config, built[train_split]).to(device)
     sync(device)

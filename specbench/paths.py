@@ -51,8 +51,14 @@ class StudyPaths:
         return f"{self.results}/runs/{{dataset}}/{{backbone}}/{{method}}/{{seed}}.json"
 
     @property
-    def trial(self) -> str:
-        return f"{self.results}/tuning/{{dataset}}/{{backbone}}/{{method}}/trial-{{trial}}.json"
+    def journal(self) -> str:
+        """The Optuna journal of one search (specbench/tuner.py): every trial, kept across reruns."""
+        return f"{self.results}/tuning/{{dataset}}/{{backbone}}/{{method}}/optuna.journal"
+
+    @property
+    def tune_worker(self) -> str:
+        """What one tuning job (worker) of a search did: the trials it ran."""
+        return f"{self.results}/tuning/{{dataset}}/{{backbone}}/{{method}}/worker-{{worker}}.json"
 
     @property
     def chosen(self) -> str:

@@ -28,7 +28,7 @@ class StudyFolder:
     study: dict
     runs: list
     chosen: list
-    sensitivity: list  # sweep runs, else tuning trials
+    sensitivity: list  # sweep runs
 
     @classmethod
     def read(cls, folder: Path, study_file: Path | None = None) -> "StudyFolder":
@@ -45,16 +45,15 @@ class StudyFolder:
         runs = _records(folder / "runs")
         if not runs:
             raise SpecbenchError(f"{folder / 'runs'} holds no run records (<dataset>/<backbone>/<method>/<seed>.json)")
-        trials = sorted(p for p in _records(folder / "tuning") if p.name.startswith("trial-"))
-        sweeps = _records(folder / "sweeps")
-        return cls(folder, study, runs, sorted((folder / "tuning").glob("*/*/*/chosen.json")), sweeps or trials)
+        return cls(folder, study, runs, sorted((folder / "tuning").glob("*/*/*/chosen.json")),
+                   _records(folder / "sweeps"))
 
 
 def _records(folder: Path) -> list[Path]:
     """Every run JSON under ``folder``, scratch folders (.work) excluded, in path order."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*.json") if ".work" not in p.parts and p.name != "chosen.json")
+    return sorted(p for p in folder.rglob("*.json") if ".work" not in p.parts)
 
 
 def build_paper(results: Path, out: Path | None = None) -> Path:
@@ -83,10 +82,10 @@ def regenerate(folder: Path, study_file: Path | None = None, paper: bool = True)
     records = StudyFolder.read(folder, study_file)
     report = records.study.get("report") or {}
     print(f"{folder}: {len(records.runs)} test runs (runs/), {len(records.chosen)} tuning choices (tuning/), "
-          f"{len(records.sensitivity)} sensitivity runs ({'sweeps/' if _records(folder / 'sweeps') else 'tuning trials'});"
+          f"{len(records.sensitivity)} sensitivity runs (sweeps/);"
           f" study settings from {study_file or folder / 'study.yaml'}")
     written = build_report(records.runs, folder, ours=report.get("ours", []), ablation=report.get("ablation", []),
-                           trial_paths=records.sensitivity)
+                           trial_paths=records.sensitivity, chosen_paths=records.chosen)
     written += write_leaderboard([str(p) for p in records.runs], folder / "leaderboard",
                                  [str(p) for p in records.chosen], str(PUBLISHED), str(folder / "figures"), None,
                                  ours=report.get("ours", []))

@@ -13,20 +13,24 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import random
 import shlex
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from specbench import search_space
 from specbench.errors import SpecbenchError
 from specbench.paths import StudyPaths
 from specbench.schemas import display_path
 from specbench.settings import layer
 
-# Model selection when the study's `tuning` block leaves a key out (config/schema/study.schema.yaml).
-TUNING_DEFAULTS = {"metric": "ndcg@20", "seed": 0, "valid_fraction": 0.1, "split_seed": 2024,
-                   "select_epochs": True, "run_settings": {}}
+# Model selection when the study's `tuning` block leaves a key out (config/schema/study.schema.yaml);
+# min_epochs (the pruner's first rung) defaults to 2 x eval_step, startup_trials (TPE's random
+# start) to a third of the trials, at least 2 and at most 10.
+TUNING_DEFAULTS = {"trials": 8, "max_epochs": 100, "eval_step": 5, "patience": 3, "metric": "ndcg@20", "seed": 0,
+                   "valid_fraction": 0.1, "split_seed": 2024, "select_epochs": True, "pruner": "hyperband",
+                   "reduction_factor": 3, "min_epochs": None, "startup_trials": None, "workers": 1,
+                   "run_settings": {}}
 # Scheduler resources of a job when the study's `resources` table leaves a key out.
 RESOURCE_DEFAULTS = {"mem_mb": 4000, "runtime": 60}
 
@@ -104,6 +108,16 @@ def new_model_methods(catalogue: dict, backbones) -> list[Method]:
     return methods
 
 
+def tuning_protocol(block: dict) -> dict:
+    """A study's ``tuning`` block with every default filled in (``TUNING_DEFAULTS``)."""
+    t = {**TUNING_DEFAULTS, **block}
+    if t["min_epochs"] is None:
+        t["min_epochs"] = min(2 * int(t["eval_step"]), int(t["max_epochs"]))
+    if t["startup_trials"] is None:
+        t["startup_trials"] = min(10, max(2, int(t["trials"]) // 3))
+    return t
+
+
 class Study:
     def __init__(self, config: dict, root: Path = Path("."), source: str | Path | None = None):
         from specbench.schemas import check, check_file
@@ -138,7 +152,7 @@ class Study:
         self.restrict = {m: list(b) for m, b in (config.get("restrict") or {}).items()}
         self.datasets = list(config.get("datasets", []))
         self.seeds = [int(s) for s in config.get("seeds", [0])]
-        self.tuning = {**TUNING_DEFAULTS, **config["tuning"]} if config.get("tuning") else None
+        self.tuning = tuning_protocol(config["tuning"]) if config.get("tuning") else None
         self._resolved = lru_cache(maxsize=None)(self._resolve)
 
     @classmethod
@@ -181,16 +195,14 @@ class Study:
         return args
 
     def carve_args(self) -> str:
-        tuning = self.tuning or TUNING_DEFAULTS
+        tuning = self.tuning or tuning_protocol({})
         return f"--data-dir {self.paths.data_dir} --fraction {tuning['valid_fraction']} --seed {tuning['split_seed']}"
 
     def spec_json(self, kind: str, dataset: str, backbone: str, method: str, index, seed=0) -> str:
-        """The run spec a job passes to ``specbench run --spec``: kind "run" (index = seed), "trial"
-        (index = trial number) or a sweep's name (index = point)."""
+        """The run spec a job passes to ``specbench run --spec``: kind "run" (index = seed) or a sweep's
+        name (index = point)."""
         if kind == "run":
             spec = self.spec(dataset, backbone, method, index)
-        elif kind == "trial":
-            spec = self.trial_spec(dataset, backbone, method, index)
         else:
             spec = self.sweep_spec(kind, dataset, backbone, index, seed)
         return json.dumps(spec, sort_keys=True)
@@ -199,16 +211,22 @@ class Study:
         """The chosen.json a test run reads when the study tunes its method, else nothing."""
         return [self.chosen_path(dataset, backbone, method)] if self.is_tuned(method) else []
 
-    def select_args(self, dataset: str, backbone: str, method: str) -> str:
-        trials = json.dumps(self.trials(dataset, backbone, method))
-        epochs = " --select-epochs" if self.tuning["select_epochs"] else ""
-        return f"--trials {shlex.quote(trials)} --metric {self.tuning['metric']}{epochs}"
+    def search_args(self, dataset: str, backbone: str, method: str) -> str:
+        """What ``specbench tune`` and ``specbench select`` get: the journal, the trial spec, space, protocol."""
+        spec = self.trial_spec(dataset, backbone, method)
+        return " ".join([f"--journal {shlex.quote(self.journal_path(dataset, backbone, method))}",
+                         f"--spec {shlex.quote(json.dumps(spec, sort_keys=True))}",
+                         f"--space {shlex.quote(json.dumps(self.search_space(method, backbone)))}",
+                         f"--protocol {shlex.quote(json.dumps(self.tuning, sort_keys=True))}"])
 
     def sensitivity_paths(self) -> list[str]:
-        """The sensitivity figure's runs: the sweeps when the study has some, else the tuning trials."""
-        if self.sweeps():
-            return self.sweep_paths()
-        return [p for key in self.tuned_keys() for p in self.trial_paths(*key)]
+        """The sensitivity figure's runs: the study's sweeps (none: no sensitivity figure)."""
+        return self.sweep_paths()
+
+    @property
+    def tuning_caption(self) -> str:
+        from specbench.tuner import caption
+        return caption(self.tuning)
 
     @property
     def ours(self) -> list[str]:
@@ -278,14 +296,16 @@ class Study:
         return {"dataset": dataset, "backbone": backbone, "method": method, "label": m.label, "model": model,
                 "seed": int(seed), "data_dir": self.paths.data_dir, "layers": layers}
 
-    def trial_spec(self, dataset: str, backbone: str, method: str, trial: int | str) -> dict:
-        """A tuning trial: the test run's layers, the tuning protocol, the trial's point, the valid carve."""
+    def trial_spec(self, dataset: str, backbone: str, method: str) -> dict:
+        """A tuning trial before its point: the test run's layers, then the tuning protocol (at most
+        ``max_epochs``, early stopping, the valid carve). The tuner adds each trial's point."""
         spec = self.spec(dataset, backbone, method, self.tuning["seed"])
-        if self.tuning["run_settings"]:
-            spec["layers"].append(layer("trial", f"{self.source}: tuning.run_settings", self.tuning["run_settings"]))
-        point = self.trials(dataset, backbone, method)[int(trial)]
-        spec["layers"].append(layer("trial", f"{self.search_space_source(method, backbone)} (trial {int(trial)})",
-                                    {**point, "validation": True}))
+        t = self.tuning
+        spec["layers"].append(layer("trial", f"{self.source}: tuning", {
+            "epochs": t["max_epochs"], "eval_step": t["eval_step"], "early_stop_patience": t["patience"],
+            "early_stop_metric": t["metric"], "validation": True}))
+        if t["run_settings"]:
+            spec["layers"].append(layer("trial", f"{self.source}: tuning.run_settings", t["run_settings"]))
         return spec
 
     def sweep_spec(self, name: str, dataset: str, backbone: str, point: int | str, seed: int | str) -> dict:
@@ -297,19 +317,20 @@ class Study:
 
     def _resolve(self, kind: str, dataset: str, backbone: str, method: str, index: int):
         from specbench.settings import resolve
-        if kind == "trial":
-            return resolve(self.trial_spec(dataset, backbone, method, index))
+        if kind == "trial":  # index: a corner of the search space (-1: none, the trial protocol alone)
+            point = search_space.corners(self.search_space(method, backbone))[index] if index >= 0 else {}
+            where = f"{self.search_space_source(method, backbone)}: a bound" if point else ""
+            return resolve(self.trial_spec(dataset, backbone, method), [layer("trial", where, point)] if point else [])
         if kind == "run":
             return resolve(self.spec(dataset, backbone, method, index))
         return resolve(self.sweep_spec(kind, dataset, backbone, index, 0))
 
-    def resolved(self, dataset: str, backbone: str, method: str, *, trial: int | None = None):
-        """The resolved settings (settings.Resolved) of a test run, or of a tuning trial; cached."""
-        return self._resolved("run" if trial is None else "trial", dataset, backbone, method,
-                              0 if trial is None else int(trial))
+    def resolved(self, dataset: str, backbone: str, method: str, *, trial: bool = False):
+        """The resolved settings (settings.Resolved) of a test run, or of a tuning trial before its point; cached."""
+        return self._resolved("trial" if trial else "run", dataset, backbone, method, -1 if trial else 0)
 
-    def settings(self, dataset: str, backbone: str, method: str, *, trial: int | None = None) -> dict:
-        """The settings a test run (or trial) of this study gets, before any tuned value or --set."""
+    def settings(self, dataset: str, backbone: str, method: str, *, trial: bool = False) -> dict:
+        """The settings a test run (or a trial, before its point) gets, before any tuned value or --set."""
         return self.resolved(dataset, backbone, method, trial=trial).settings
 
     def resources(self, dataset: str, backbone: str, method: str) -> dict:
@@ -329,14 +350,15 @@ class Study:
                 for key in ("gpu", "mem_mb", "runtime")}
 
     def validate(self) -> None:
-        """Check the datasets, and resolve and check every job's, trial's and sweep point's settings
-        (once per (dataset, backbone, method) and trial) before any training."""
+        """Check the datasets, and resolve and check every job's and sweep point's settings, and for a
+        tuned method the trial protocol at every bound of its search space, before any training."""
         self.check_datasets()
         for key in sorted({(j.dataset, j.backbone, j.method) for j in self.jobs()}):
             self.resolved(*key)
             if self.is_tuned(key[2]):
-                for trial in range(len(self.trials(*key))):
-                    self.resolved(*key, trial=trial)
+                self.resolved(*key, trial=True)
+                for corner in range(len(search_space.corners(self.search_space(key[2], key[1])))):
+                    self._resolved("trial", *key, corner)
         for name, sweep in self.sweeps().items():
             for d, b in itertools.product(sweep["datasets"], sweep["backbones"]):
                 for point in range(len(self.sweep_points(name))):
@@ -345,12 +367,15 @@ class Study:
     # ---- model selection on a validation split carved from train (never the test split) ----
 
     def search_space(self, method: str, backbone: str) -> dict:
-        """Candidate values per setting: the catalogue's ``search_space``, else the model yaml's."""
+        """Each setting's distribution (specbench/search_space.py): the catalogue's ``search_space``,
+        else the model yaml's."""
         m = self.methods[method]
         if m.search_space is not None:
-            return dict(m.search_space)
-        from specbench.plugins import get_model
-        return dict(get_model(m.models[backbone]).meta("search_space"))
+            space = m.search_space
+        else:
+            from specbench.plugins import get_model
+            space = get_model(m.models[backbone]).meta("search_space")
+        return search_space.check_space(space, self.search_space_source(method, backbone))
 
     def search_space_source(self, method: str, backbone: str) -> str:
         if self.methods[method].search_space is not None:
@@ -358,24 +383,13 @@ class Study:
         from specbench.plugins import get_model
         return f"{display_path(get_model(self.methods[method].models[backbone]).defaults_file)}: search_space"
 
-    def trials(self, dataset: str, backbone: str, method: str) -> list[dict]:
-        """The settings tried: the whole grid, or a seeded sample of ``tuning.budget`` points of it.
+    def worker_paths(self, dataset: str, backbone: str, method: str) -> list[str]:
+        """The summaries of the search's tuning jobs (``tuning.workers`` of them share one journal)."""
+        return [self.paths.tune_worker.format(dataset=dataset, backbone=backbone, method=method, worker=w)
+                for w in range(int(self.tuning["workers"]))]
 
-        Every method gets the same budget; a method without a search space gets one trial (its
-        defaults), which still selects its number of epochs on validation.
-        """
-        space = self.search_space(method, backbone)
-        keys = sorted(space)
-        grid = [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))] or [{}]
-        budget = int(self.tuning.get("budget", len(grid)))
-        if len(grid) > budget:
-            rng = random.Random(f"{self.tuning['seed']}/{dataset}/{backbone}/{method}")
-            grid = [grid[i] for i in sorted(rng.sample(range(len(grid)), budget))]
-        return grid
-
-    def trial_paths(self, dataset: str, backbone: str, method: str) -> list[str]:
-        n = len(self.trials(dataset, backbone, method))
-        return [self.paths.trial.format(dataset=dataset, backbone=backbone, method=method, trial=i) for i in range(n)]
+    def journal_path(self, dataset: str, backbone: str, method: str) -> str:
+        return self.paths.journal.format(dataset=dataset, backbone=backbone, method=method)
 
     def chosen_path(self, dataset: str, backbone: str, method: str) -> str:
         return self.paths.chosen.format(dataset=dataset, backbone=backbone, method=method)

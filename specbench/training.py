@@ -28,6 +28,11 @@ class Fit:
     history: list = field(default_factory=list)   # one entry per evaluation: epoch, loss, metrics, spectrum
     epochs: list = field(default_factory=list)    # one entry per trained epoch: epoch, mean loss, seconds
     per_user: dict = field(default_factory=dict)  # the final evaluation's per-user metrics (encoded)
+    stopped_early: int | None = None              # the epoch early stopping ended training at, if it did
+
+
+class Stop(Exception):
+    """Raised by an ``on_evaluate`` callback of ``fit`` to end training (e.g. a pruned tuning trial)."""
 
 
 def train_epoch(model, sampler, optimizer, wrap, clip_grad_norm=None, on_step=None) -> torch.Tensor:
@@ -95,18 +100,24 @@ def _headline(metrics: dict) -> str:
     return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys)
 
 
-def fit(h: Harness, settings: dict, checkpoint: Checkpoint, job: str, progress: bool = True) -> Fit:
+def fit(h: Harness, settings: dict, checkpoint: Checkpoint | None, job: str, progress: bool = True,
+        on_evaluate=None) -> Fit:
     """Train and evaluate as ``settings`` say, resuming from ``checkpoint`` if it holds a later epoch.
 
     Evaluates at epoch 0 if ``eval_at_start`` (a training-free model: only there), every ``eval_step``
     epochs and at the last; checkpoints every ``checkpoint_every`` epochs (0: at each evaluation) before
-    the last. ``job`` names the run in the divergence error and in the progress lines (specbench/progress.py,
-    on stderr unless ``progress`` is false)."""
+    the last (never with ``checkpoint`` None: a tuning trial). ``job`` names the run in the divergence
+    error and in the progress lines (specbench/progress.py, on stderr unless ``progress`` is false).
+
+    Early stopping: with ``early_stop_patience`` P > 0 (validation runs only, see specbench/validate.py)
+    training ends once P evaluations in a row have not improved the best ``early_stop_metric``;
+    ``epochs`` is then the maximum. ``on_evaluate(history entry)`` is called after each evaluation
+    and may raise ``Stop`` to end training there (a pruned trial)."""
     epochs = int(settings["epochs"]) if h.optimizer is not None else 0  # training-free: fitted when built
     eval_step = int(settings["eval_step"])
     checkpoint_every = int(settings["checkpoint_every"]) or eval_step
     fitted, start_epoch = Fit(), 1
-    state = checkpoint.load()
+    state = checkpoint.load() if checkpoint is not None else None
     if state is not None:
         checkpoint.restore(state, h.model, h.optimizer, h.scheduler, h.sampler)
         fitted.history, fitted.epochs, start_epoch = state["history"], state["epochs"], state["epoch"] + 1
@@ -114,11 +125,16 @@ def fit(h: Harness, settings: dict, checkpoint: Checkpoint, job: str, progress: 
     shown = Progress(job, epochs, h.sampler.steps_per_epoch(), enabled=progress)
     shown.start(start_epoch, h.device)
 
+    patience, stop_metric = int(settings.get("early_stop_patience") or 0), settings.get("early_stop_metric")
+
     def evaluate_at(epoch, loss):
         entry, per_user = evaluate(h, epoch, loss, final=epoch == epochs)
         fitted.history.append(entry)
         fitted.per_user.update(per_user)
         shown.evaluated(entry)
+        if on_evaluate is not None:
+            on_evaluate(entry)
+        return patience and epoch < epochs and _stalled(fitted.history, stop_metric, patience)
 
     if h.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(h.device)
@@ -134,8 +150,17 @@ def fit(h: Harness, settings: dict, checkpoint: Checkpoint, job: str, progress: 
                 f"training diverged: mean loss is {log['loss']} at epoch {epoch} ({job}). "
                 + (f"Last finite evaluation (epoch {last['epoch']}): {_headline(last['metrics'])}. " if last else "")
                 + "Lower learning_rate or check the loss for log(0) or division by zero.")
-        if epoch % eval_step == 0 or epoch == epochs:
-            evaluate_at(epoch, log["loss"])
-        if epoch % checkpoint_every == 0 and epoch < epochs:
+        if (epoch % eval_step == 0 or epoch == epochs) and evaluate_at(epoch, log["loss"]):
+            fitted.stopped_early = epoch
+            break
+        if checkpoint is not None and epoch % checkpoint_every == 0 and epoch < epochs:
             save_checkpoint(h, checkpoint, epoch, fitted)
     return fitted
+
+
+def _stalled(history: list, metric: str, patience: int) -> bool:
+    """Whether the last ``patience`` evaluations after training began all fell short of the best before them."""
+    values = [e["metrics"][metric] for e in history if e["epoch"] > 0]
+    if len(values) <= patience:
+        return False
+    return max(values[-patience:]) <= max(values[:-patience])

@@ -100,7 +100,25 @@ def validate_settings(entry, settings: dict, where: str) -> None:
         for path, value in _not_finite(settings[key], (key,)):
             problems.append(f"{_key(path)} = {value!r} is not allowed: expected a finite number "
                             "(.nan and .inf are not values a run can train with)")
+    problems += _protocol_problems(settings)
     if problems:
         raise SpecbenchError(f"invalid settings for model {entry.name} ({where}): " + "; ".join(problems)
                              + f". Model settings are declared in {entry.defaults_file or 'its yaml'}; "
                                f"harness settings in {SCHEMA_DIR / 'settings.schema.yaml'}.")
+
+
+def _protocol_problems(settings: dict) -> list[str]:
+    """Settings that are each allowed but not together: early stopping on the test split (it would pick
+    the epoch on test), or a stopping metric at a cut-off that is not evaluated."""
+    problems = []
+    if int(settings.get("early_stop_patience") or 0) > 0:
+        if not settings.get("validation"):
+            problems.append(f"early_stop_patience = {settings['early_stop_patience']} needs validation: true "
+                            "(early stopping on the test split would choose the epoch on test; final runs train "
+                            "for the epochs chosen on validation instead)")
+        metric = str(settings.get("early_stop_metric", "ndcg@20"))
+        k = metric.partition("@")[2]
+        if k.isdigit() and int(k) not in [int(t) for t in settings.get("topk", [])]:
+            problems.append(f"early_stop_metric = {metric!r} is not evaluated: its cut-off {k} is not in "
+                            f"topk = {settings.get('topk')}")
+    return problems

@@ -13,7 +13,7 @@ from specbench.sampling import TrainSampler
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("module", ["specbench.report", "specbench.record", "specbench.tuning"])
+@pytest.mark.parametrize("module", ["specbench.report", "specbench.record", "specbench.search_space"])
 def test_reading_records_needs_neither_torch_nor_recbole(module):
     code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

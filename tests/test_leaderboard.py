@@ -64,9 +64,15 @@ def board(tmp_path_factory):
     chosen = trial.parent / "chosen.json"
     chosen.write_text(json.dumps({"metric": "ndcg@20", "split": "valid", "select_epochs": True, "chosen_trial": 1,
                                   "params": {"learning_rate": 0.005, "epochs": 40}, "value": 0.1,
-                                  "trials": [{"trial": 0, "params": {"learning_rate": 0.001}},
-                                             {"trial": 1, "params": {"learning_rate": 0.005}},
-                                             {"trial": 2, "params": {"learning_rate": 0.0005}}]}))
+                                  "space": {"learning_rate": {"low": 0.0005, "high": 0.005, "log": True}},
+                                  "edges": {"learning_rate": "high"},
+                                  "protocol": {"trials": 3, "seed": 0, "pruner": "successive_halving",
+                                               "max_epochs": 60, "eval_step": 5, "patience": 3,
+                                               "valid_fraction": 0.1, "metric": "ndcg@20", "select_epochs": True},
+                                  "trials": [{"trial": 0, "state": "complete", "params": {"learning_rate": 0.001}},
+                                             {"trial": 1, "state": "complete", "params": {"learning_rate": 0.005}},
+                                             {"trial": 2, "state": "pruned", "params": {"learning_rate": 0.0005}},
+                                             {"trial": 3, "state": "fail", "params": {"learning_rate": 0.002}}]}))
     published = root / "published.yaml"
     published.write_text(yaml.safe_dump(PUBLISHED))
     figures = root / "figures"
@@ -108,7 +114,9 @@ def test_rows_equal_hand_statistics(board):
             assert row["date"] == f"2025-01-0{len(values)}"  # the latest run of the group
             assert row["hardware"] == ("GPU: NVIDIA H100" if bb == "lightgcn" else "CPU: x86_64 (2 threads)")
     bpr = df[(df.backbone == "mf") & (df.method == "BPR")].iloc[0]
-    assert bpr["tuning"].startswith("learning_rate ∈ {0.0005, 0.001, 0.005} (3 trials, best ndcg@20 on valid")
+    assert bpr["tuning"] == ("learning_rate ∈ [0.0005, 0.005] (log) — 3 trials of Optuna TPE (seed 0, successive "
+                             "halving pruning), at most 60 epochs, best ndcg@20 on valid, epochs = best evaluation; "
+                             "at the edge of its range: learning_rate (high)")  # the failed trial is not counted
     assert bpr["chosen"] == "epochs=40, learning_rate=0.005"
     assert set(df[df.method != "BPR"]["tuning"]) | set(df[df.backbone == "lightgcn"]["tuning"]) == {"not tuned"}
 
@@ -353,8 +361,8 @@ def test_details_expand_with_hyperparameters_and_tuning_range(board, browser):
         assert not _visible(d, f'#{row["detail"]}')
         _click(d, f"{css} button.more")
         detail, = _visible(d, f'#{row["detail"]}')
-        assert "learning_rate ∈ {0.0005, 0.001, 0.005}" in detail["text"]
-        assert "3 trials, best ndcg@20 on valid" in detail["text"] and "epochs=40" in detail["text"]
+        assert "Tuning range\nlearning_rate ∈ [0.0005, 0.005] (log)\n3 trials of Optuna TPE" in detail["text"]
+        assert "at most 60 epochs, best ndcg@20 on valid" in detail["text"] and "epochs=40" in detail["text"]
         assert "config h-BPR" in detail["text"] and "commit a1b2c3d" in detail["text"]
         _click(d, f"{css} button.more")
         assert not _visible(d, f'#{row["detail"]}')

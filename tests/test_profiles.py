@@ -50,7 +50,7 @@ def test_profiles_parse(name, executor):
 def test_slurm_dry_run_plans_every_job_with_its_gpu_request(tmp_path):
     plan = dry_run(tmp_path, "--profile", str(PROFILES / "slurm"), "--configfile", str(gpu_study(tmp_path)))
     jobs = jobs_with_resources(plan)
-    trains = [res for rule, res in jobs if rule in ("train", "tune_trial")]
+    trains = [res for rule, res in jobs if rule in ("train", "tune")]
     from specbench.study import Study
     study = Study(yaml.safe_load(gpu_study(tmp_path).read_text()), root=REPO)
     assert len([r for rule, r in jobs if rule == "train"]) == len(study.jobs())

@@ -442,8 +442,8 @@ def test_the_memory_estimate_accepts_every_run_of_the_real_studies(study_file, l
     for key in sorted({(j.dataset, j.backbone, j.method) for j in study.jobs()}):
         space = catalogue[key[0]].get("id_space") or catalogue[key[0]]["expect"]
         rows = sum(f["rows"] or 10**6 for f in catalogue[key[0]]["files"].values())
-        trials = range(len(study.trials(*key))) if study.is_tuned(key[2]) else []
-        for settings in [study.settings(*key)] + [study.settings(*key, trial=t) for t in trials]:
+        trials = [study.settings(*key, trial=True)] if study.is_tuned(key[2]) else []
+        for settings in [study.settings(*key)] + trials:
             parts = memory_estimate(settings, space["users"] + 1, space["items"] + 1, space["users"], rows)
             assert sum(b for _, b, _ in parts) < limit, (key, parts)
             checked += 1

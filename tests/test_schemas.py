@@ -135,8 +135,7 @@ def test_every_problem_of_a_catalogue_is_reported_at_once(tmp_path):
     bad = _copy(tmp_path, CONFIG / "methods.yaml", "    fixed: {merge: early}",
                 "    fixd: {merge: early}\n    tune: 'no'\n    params: {k: 3}")
     bad = _copy(tmp_path, bad, "model: {mf: BPR, lightgcn: LightGCN}", "model: {mf: BPR, lgcn: LightGCN}")
-    bad = _copy(tmp_path, bad, "search_space: {alpha: [0.1, 0.3, 0.5, 1.0], shrink_norm: [0.0, 0.02, 0.03]}",
-                "search_space: {alpha: [], shrink_norm: [0.0, 0.02, 0.03]}")
+    bad = _copy(tmp_path, bad, "      alpha: {low: 0.05, high: 1.5, log: true}", "      alpha: []")
     lines = _error(schemas.check_file, bad, "methods").splitlines()
     tune = _line_of(bad, "tune: 'no'")
     assert f"{bad}, line {tune}: methods.BSPM.tune = 'no': expected boolean" in lines
@@ -204,13 +203,13 @@ def test_a_model_yaml_with_a_misspelt_meta_block_and_a_schema_for_no_setting(tmp
      "top level: unknown key 'train_batch_sise' (did you mean 'train_batch_size'?)"),
     ("\nschema:\n", "\nschemas:\n", "top level: unknown key 'schemas' (did you mean 'schema'?)"),
     ("\nsearch_space:\n", "\nsearch_spaces:\n", "top level: unknown key 'search_spaces' (did you mean 'search_space'?)"),
-    ("  gamma1: [0.25, 0.5, 1.0, 1.5]", "  gamma3: [0.25, 0.5, 1.0, 1.5]",
+    ("  gamma1: {low: 0.1, high: 3.0, log: true}", "  gamma3: {low: 0.1, high: 3.0, log: true}",
      "search_space: key 'gamma3' names no setting of this yaml and no harness setting"),
     ("  gamma1: {type: number, minimum: 0}", "  gamma1: {type: flaot, mininum: 0}",
      "schema.gamma1: unknown key 'mininum' (did you mean 'minimum'?)"),
     ("  gamma1: {type: number, minimum: 0}", "  gamma1: {type: flaot, mininum: 0}",
      "schema.gamma1.type = 'flaot': expected one of 'string', 'number'"),
-    ("  weight_decay: [0.0, 1.0e-6, 1.0e-4]", "  weight_decay: []",
+    ("  weight_decay: {low: 1.0e-8, high: 1.0e-4, log: true}", "  weight_decay: []",
      "search_space.weight_decay = []: expected at least 1 item"),
     ("\nschema:\n", "\nbackbones: [lightgcn]\nschema:\n",
      "top level: key 'backbones' is not allowed: backbones are declared by the model class's `backbones` attribute"),
@@ -255,11 +254,11 @@ def test_scientific_notation_is_a_float_and_a_duplicate_key_is_refused(tmp_path)
 
 
 def test_a_wrong_type_names_the_expected_type(tmp_path):
-    bad = _copy(tmp_path, CONFIG / "quick.yaml", "  budget: 2\n", "  budget: two\n")
+    bad = _copy(tmp_path, CONFIG / "quick.yaml", "  trials: 8\n", "  trials: two\n")
     bad = _copy(tmp_path, bad, "seeds: [0, 1]", "seeds: 0")
     bad = _copy(tmp_path, bad, "new_models: true", "new_models: 'yes'")
     message = _error(schemas.check_file, bad, "study")
-    assert f"{bad}, line {_line_of(bad, 'budget:')}: tuning.budget = 'two': expected integer" in message
+    assert f"{bad}, line {_line_of(bad, 'trials:')}: tuning.trials = 'two': expected integer" in message
     assert "seeds = 0: expected a list" in message
     assert "new_models = 'yes': expected boolean" in message
 

@@ -92,12 +92,15 @@ def test_the_jobs_backbone_beats_the_protocol():
 
 def test_a_trial_beats_the_protocol_and_trains_on_the_valid_carve():
     study = Study.from_file(REPO / "config" / "quick.yaml", root=REPO)
-    point = study.trials("ml100k", "mf", "DirectSpecPlus")[1]
-    r = study.resolved("ml100k", "mf", "DirectSpecPlus", trial=1)
-    assert r.settings["validation"] is True
-    assert all(r.settings[k] == v for k, v in point.items())
-    assert r.origin["alpha"] == {"layer": "trial", "source": "config/methods.yaml: methods.DirectSpecPlus.search_space (trial 1)"}
-    assert r.origin["epochs"] == {"layer": "trial", "source": "config/quick.yaml: tuning.run_settings"}
+    r = study.resolved("ml100k", "mf", "DirectSpecPlus", trial=True)
+    assert r.settings["validation"] is True and r.settings["epochs"] == study.tuning["max_epochs"]
+    assert r.settings["early_stop_patience"] == study.tuning["patience"]
+    assert r.origin["epochs"] == {"layer": "trial", "source": "config/quick.yaml: tuning"}
+    # A sampled point (what the tuner adds) beats the protocol and every lower layer.
+    point = layer("trial", "DirectSpecPlus search space (Optuna trial 3)", {"alpha": 0.61, "tau": 2.2})
+    p = resolve(study.trial_spec("ml100k", "mf", "DirectSpecPlus"), [point])
+    assert (p.settings["alpha"], p.settings["tau"]) == (0.61, 2.2)
+    assert p.origin["alpha"] == {"layer": "trial", "source": "DirectSpecPlus search space (Optuna trial 3)"}
 
 
 def test_a_sweep_point_beats_the_protocol():
@@ -206,7 +209,7 @@ def test_the_run_record_says_where_every_setting_came_from(spec_for, tmp_path):
 
 
 def test_planning_resolves_each_run_once_and_resources_reuse_it(monkeypatch):
-    """Study.validate resolves each (dataset, backbone, method), trial and sweep point once; the three
+    """Study.validate resolves each (dataset, backbone, method), trial bound and sweep point once; the three
     resources of every job read that result instead of resolving again."""
     import specbench.settings as settings_module
     calls = []
@@ -215,7 +218,9 @@ def test_planning_resolves_each_run_once_and_resources_reuse_it(monkeypatch):
     study = Study.from_file(REPO / "config" / "quick.yaml", root=REPO)
     study.validate()
     groups = {(j.dataset, j.backbone, j.method) for j in study.jobs()}
-    trials = sum(len(study.trials(*key)) for key in groups if study.is_tuned(key[2]))
+    from specbench.search_space import corners
+    # per tuned group: the trial protocol, and each bound of its search space
+    trials = sum(1 + len(corners(study.search_space(key[2], key[1]))) for key in groups if study.is_tuned(key[2]))
     points = sum(len(study.sweep_points(n)) * len(s["datasets"]) * len(s["backbones"]) for n, s in study.sweeps().items())
     assert len(calls) == len(groups) + trials + points
     for job in study.jobs():

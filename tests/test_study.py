@@ -58,13 +58,13 @@ def test_variants_keep_what_defines_them():
 
 def test_trials_share_one_budget_and_never_touch_test():
     study = paper()
-    budget = study.config["tuning"]["budget"]
+    budget = study.tuning["trials"]
+    assert budget == study.config["tuning"]["trials"] and study.tuning["max_epochs"] == 300
     for key in study.tuned_keys():
-        trials = study.trials(*key)
-        assert 1 <= len(trials) <= budget
-        assert len({tuple(sorted(t.items())) for t in trials}) == len(trials)
-        assert study.settings(*key, trial=0)["validation"] is True and study.trial_spec(*key, 0)["seed"] == 0
-    assert study.trials("citeulike", "mf", "DirectSpecPlus") == study.trials("citeulike", "mf", "DirectSpecPlus")
+        settings = study.settings(*key, trial=True)
+        assert settings["validation"] is True and study.trial_spec(*key)["seed"] == 0
+        assert settings["epochs"] == 300 and settings["early_stop_patience"] == study.tuning["patience"]
+        assert study.search_args(*key).count("--protocol") == 1 and f'"trials": {budget}' in study.search_args(*key)
 
 
 def test_quick_study_restricts_directspec_to_mf():
@@ -97,7 +97,7 @@ def test_a_model_dropped_into_models_joins_a_study_with_new_models(tmp_path, mon
         assert "MyBPR" in Study(config, root=REPO).methods  # the quick study asks
         study = Study({**config, "new_models": True}, root=REPO)
         assert [(j.backbone, j.seed) for j in study.jobs() if j.method == "MyBPR"] == [("mf", s) for s in config["seeds"]]
-        assert study.trials("ml100k", "mf", "MyBPR") == [{"learning_rate": 0.001}, {"learning_rate": 0.01}]
+        assert study.search_space("MyBPR", "mf") == {"learning_rate": [0.001, 0.01]}
         # Models the catalogue already names (DirectSpec, DirectSpecPlus, ...) are not added twice.
         assert not {"DirectSpec", "DirectSpecPlus"} & (set(study.methods) - set(config["methods"]))
         study.validate()

@@ -1,46 +1,189 @@
-"""Model selection from validation trials: the best trial and its best epoch, never the test split."""
+"""The Optuna tuner (specbench/tuner.py) on a real subsample: seeded, pruned, resumable, shared, test-blind."""
 
+import builtins
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
+from specbench.data import carve_validation
 from specbench.errors import SpecbenchError
-from specbench.tuning import select
+from specbench.settings import layer
+from specbench.study import tuning_protocol
+from specbench.tuner import export, open_search, run_worker, study_name, trial_rows
+from tests.helpers import REPO, make_spec
+
+SPACE = {"learning_rate": {"low": 1.0e-4, "high": 5.0e-2, "log": True},
+         "weight_decay": {"low": 1.0e-8, "high": 1.0e-2, "log": True}}
+PROTOCOL = {"trials": 6, "max_epochs": 12, "eval_step": 2, "patience": 2, "pruner": "successive_halving",
+            "min_epochs": 4, "seed": 0}
 
 
-def trial(tmp_path, name, curve, split="valid", trained=True):
-    """A trial record whose ndcg@20 at epochs 0, 10, 20, ... is ``curve`` (one point: training-free)."""
-    history = [{"epoch": 10 * i, "metrics": {"ndcg@20": v}, "spectrum": {"erank": 5.0 + i}} for i, v in enumerate(curve)]
-    record = {"schema": 1, "run": {"dataset": "d", "backbone": "mf", "method": "M", "seed": 0, "eval_split": split},
-              "settings": {}, "history": history, "final": history[-1],
-              "epochs": [{"epoch": e, "seconds": 0.1} for e in range(1, 10 * (len(curve) - 1) + 1)] if trained else [],
-              "timing": {"seconds_per_epoch": 0.1 if trained else 0.0, "train_seconds": 0.0}}
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(record))
-    return path
+@pytest.fixture(scope="module")
+def carved(ml100k_small, tmp_path_factory):
+    """A data folder with only the fit and valid carves of ml100k_small: no test file at all."""
+    carve_validation(ml100k_small, "ml100k_small", 0.1, 2024)
+    out = tmp_path_factory.mktemp("carved")
+    (out / "ml100k_small").mkdir()
+    for split in ("fit", "valid"):
+        name = f"ml100k_small.{split}.inter"
+        shutil.copy(ml100k_small / "ml100k_small" / name, out / "ml100k_small" / name)
+    return out
 
 
-def test_best_trial_and_its_best_epoch_are_chosen(tmp_path):
-    paths = [trial(tmp_path, "a", [0.0, 0.20, 0.25, 0.24]), trial(tmp_path, "b", [0.0, 0.30, 0.28, 0.27])]
-    result = select(paths, [{"lr": 1}, {"lr": 2}], "ndcg@20", True, tmp_path / "chosen.json")
-    assert result["chosen_trial"] == 1 and result["params"] == {"lr": 2, "epochs": 10}
-    assert result["value"] == 0.30 and [t["best_epoch"] for t in result["trials"]] == [20, 10]
-    assert json.loads((tmp_path / "chosen.json").read_text()) == result
+def trial_spec(data_dir, protocol=None, model="BPR"):
+    """What Study.trial_spec gives: the run's layers, then the tuning protocol (validation on)."""
+    p = tuning_protocol({**PROTOCOL, **(protocol or {})})
+    spec = make_spec(data_dir, model, train_batch_size=256)
+    spec["layers"] = [layer("study", "the test", spec.pop("params")),
+                      layer("trial", "the test's tuning", {"epochs": p["max_epochs"], "eval_step": p["eval_step"],
+                                                            "early_stop_patience": p["patience"],
+                                                            "early_stop_metric": p["metric"], "validation": True})]
+    return spec, p
 
 
-def test_ties_go_to_the_first_trial_and_epochs_stay_when_not_selected(tmp_path):
-    paths = [trial(tmp_path, "a", [0.0, 0.3]), trial(tmp_path, "b", [0.0, 0.3])]
-    result = select(paths, [{"x": 1}, {"x": 2}], "ndcg@20", False, tmp_path / "chosen.json")
-    assert result["chosen_trial"] == 0 and result["params"] == {"x": 1}
+def tune(tmp_path, carved, name="search", **protocol):
+    spec, p = trial_spec(carved, protocol)
+    journal = tmp_path / name / "optuna.journal"
+    return spec, p, journal, run_worker(spec, SPACE, p, journal)
 
 
-def test_a_training_free_trial_is_judged_on_its_one_evaluation(tmp_path):
-    paths = [trial(tmp_path, "a", [0.21], trained=False), trial(tmp_path, "b", [0.26], trained=False)]
-    result = select(paths, [{"k": 64}, {"k": 128}], "ndcg@20", True, tmp_path / "chosen.json")
-    assert result["params"] == {"k": 128}  # no epochs to choose: the settings schema needs epochs >= 1
+def params_of(journal, spec, p):
+    return [r["params"] for r in trial_rows(open_search(journal, study_name(spec, SPACE, p), p))]
 
 
-def test_a_trial_scored_on_test_is_refused(tmp_path):
-    with pytest.raises(SpecbenchError, match="must be evaluated on the validation split, not 'test'"):
-        select([trial(tmp_path, "a", [0.0, 0.3], split="test")], [{}], "ndcg@20", True, tmp_path / "chosen.json")
+def test_seeded_tpe_gives_the_same_trials_twice(tmp_path, carved):
+    spec, p, first, _ = tune(tmp_path, carved, "a")
+    _, _, second, _ = tune(tmp_path, carved, "b")
+    assert params_of(first, spec, p) == params_of(second, spec, p)
+    assert len(params_of(first, spec, p)) == 6
+    _, _, third, _ = tune(tmp_path, carved, "c", seed=1)
+    assert params_of(third, spec, tuning_protocol({**PROTOCOL, "seed": 1}))[1:] != params_of(first, spec, p)[1:]
+
+
+def test_trial_zero_is_the_defaults_and_pruned_trials_stop_before_the_maximum(tmp_path, carved):
+    spec, p, journal, summary = tune(tmp_path, carved)
+    rows = trial_rows(open_search(journal, study_name(spec, SPACE, p), p))
+    assert summary["finished"] == 6 and summary["trials_run"] == list(range(6))
+    assert rows[0]["defaults"] and rows[0]["params"]["learning_rate"] == 0.001  # BPR's default rate
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    assert pruned, "successive halving pruned nothing in 6 trials"
+    for r in pruned:
+        assert r["epochs_trained"] < p["max_epochs"] and r["curve"][-1][0] == r["epochs_trained"]
+    for r in rows:  # every curve is the validation metric at every evaluation, epoch 0 excluded
+        assert [c[0] for c in r["curve"]] == list(range(2, r["epochs_trained"] + 1, 2))
+
+
+def test_export_chooses_the_best_complete_trial_and_its_best_epoch(tmp_path, carved):
+    spec, p, journal, _ = tune(tmp_path, carved)
+    out = tmp_path / "search" / "chosen.json"
+    result = export(journal, study_name(spec, SPACE, p), SPACE, p, out)
+    rows = json.loads((out.parent / "trials.json").read_text())
+    complete = [r for r in rows if r["state"] == "complete"]
+    best = max(complete, key=lambda r: max(c[1] for c in r["curve"]))
+    assert result["chosen_trial"] == best["trial"]
+    assert result["params"] == {**best["params"], "epochs": max(best["curve"], key=lambda c: c[1])[0]}
+    assert result["value"] == max(c[1] for c in best["curve"])
+    csv_lines = (out.parent / "trials.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + len(rows) and csv_lines[0].startswith("trial,state,best_value,best_epoch")
+    assert json.loads(out.read_text()) == result
+
+
+def test_an_unfinished_search_is_not_exported(tmp_path, carved):
+    spec, p, journal, _ = tune(tmp_path, carved, trials=2)
+    bigger = tuning_protocol({**PROTOCOL, "trials": 2})
+    bigger["trials"] = 5  # as if the budget were 5, with the same study name
+    with pytest.raises(SpecbenchError, match="2 of 5 trials .* have finished; rerun the tuning job"):
+        export(journal, study_name(spec, SPACE, p), SPACE, bigger, tmp_path / "chosen.json")
     assert not (tmp_path / "chosen.json").exists()
+
+
+def test_early_stopping_ends_a_trial_after_patience_evaluations_without_a_gain(tmp_path, carved):
+    # A rate that overfits within a few epochs on 150 users: the curve peaks early and stops.
+    spec, p = trial_spec(carved, {"trials": 1, "max_epochs": 40, "pruner": "none", "patience": 2})
+    fixed = {"learning_rate": [0.05], "weight_decay": [0.0]}
+    journal = tmp_path / "es" / "optuna.journal"
+    run_worker(spec, fixed, p, journal)
+    (row,) = trial_rows(open_search(journal, study_name(spec, fixed, p), p))
+    values = [c[1] for c in row["curve"]]
+    assert row["stopped_early"] == row["epochs_trained"] < 40
+    assert max(values[-2:]) <= max(values[:-2])  # the last two evaluations fell short of the best before
+
+
+def test_the_tuner_never_opens_the_test_split(tmp_path, carved, monkeypatch):
+    """The carved folder has no test file; and no path ending in .test.inter is ever opened."""
+    opened = []
+    real_open = builtins.open
+
+    def spy(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    spec, p, journal, summary = tune(tmp_path, carved, trials=2)
+    assert summary["finished"] == 2
+    assert not list(carved.rglob("*.test.inter"))
+    assert any(name.endswith(".fit.inter") for name in opened)
+    assert not [name for name in opened if name.endswith(".test.inter")]
+
+
+def _tune_cli(tmp_path, carved, journal, out, **protocol):
+    spec, p = trial_spec(carved, protocol)
+    cmd = [sys.executable, "-m", "specbench.cli", "tune", "--journal", str(journal), "--spec", json.dumps(spec),
+           "--space", json.dumps(SPACE), "--protocol", json.dumps(p), "--out", str(out), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finished(journal, spec, p):
+    if not journal.exists():
+        return []
+    return [r for r in trial_rows(open_search(journal, study_name(spec, SPACE, p), p))
+            if r["state"] in ("complete", "pruned")]
+
+
+def test_a_killed_tuning_job_resumes_the_same_search(tmp_path, carved):
+    protocol = {"trials": 5, "pruner": "none", "patience": 0, "max_epochs": 12}
+    spec, p = trial_spec(carved, protocol)
+    journal = tmp_path / "killed" / "optuna.journal"
+    proc = _tune_cli(tmp_path, carved, journal, tmp_path / "w0.json", **protocol)
+    deadline = time.time() + 240
+    while len(_finished(journal, spec, p)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {r["trial"]: r for r in _finished(journal, spec, p)}
+    assert 2 <= len(before) < 5, "the job was not killed mid-search"
+    rerun = _tune_cli(tmp_path, carved, journal, tmp_path / "w0.json", **protocol)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output
+    rows = trial_rows(open_search(journal, study_name(spec, SPACE, p), p))
+    after = {r["trial"]: r for r in rows if r["state"] in ("complete", "pruned")}
+    assert len(after) == 5
+    for number, row in before.items():  # nothing finished before the kill is lost or redone
+        assert after[number]["params"] == row["params"] and after[number]["curve"] == row["curve"]
+    failed = [r for r in rows if r["state"] == "fail"]  # the trial the kill interrupted, tried again
+    for r in failed:
+        assert any(a["params"] == r["params"] for a in after.values())
+    assert "marked failed" in output or not failed
+
+
+def test_two_workers_on_one_journal_lose_no_trials(tmp_path, carved):
+    protocol = {"trials": 10, "pruner": "none", "patience": 0, "max_epochs": 10}
+    spec, p = trial_spec(carved, protocol)
+    journal = tmp_path / "shared" / "optuna.journal"
+    procs = [_tune_cli(tmp_path, carved, journal, tmp_path / f"w{i}.json", **protocol) for i in range(2)]
+    for proc in procs:
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, output
+    runs = [json.loads((tmp_path / f"w{i}.json").read_text())["trials_run"] for i in range(2)]
+    rows = trial_rows(open_search(journal, study_name(spec, SPACE, p), p))
+    assert all(runs), f"one worker ran no trial: {runs}"
+    assert not set(runs[0]) & set(runs[1])
+    assert sorted(runs[0] + runs[1]) == [r["trial"] for r in rows]
+    assert all(r["state"] == "complete" for r in rows) and len(rows) >= 10

@@ -3,14 +3,17 @@ no RecBole, no torch)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from specbench.errors import SpecbenchError
 from specbench.report.claims import claims, write_claims
 from specbench.report.figures import accuracy_time_figure, erank_figure, sensitivity_figure, spectrum_figure
 from specbench.report.records import load_runs
 from specbench.report.tables import (CI_MIN_SEEDS, PRIMARY, efficiency, seeds_phrase, significance, summary,
                                      write_comparison, write_efficiency, write_significance)
 from specbench.report.style import metric_name
+from specbench.report.tuning import load_chosen, tuning_table, write_tuning
 
 
 def _accuracy_caption(table, what="Test accuracy") -> str:
@@ -24,23 +27,37 @@ def _accuracy_caption(table, what="Test accuracy") -> str:
             "backbone in bold.")
 
 
+def tuning_caption(chosen_paths: list[Path]) -> str:
+    """The tuning protocol of the study's searches (the same for every method), from their chosen.json."""
+    from specbench.tuner import caption
+    protocols = {json.dumps(load_chosen(p).get("protocol"), sort_keys=True) for p in chosen_paths}
+    if len(protocols) > 1:
+        raise SpecbenchError("the searches of one study ran under different tuning protocols: "
+                             + ", ".join(str(p) for p in chosen_paths))
+    return caption(json.loads(protocols.pop())) if protocols else ""
+
+
 def build_report(run_paths: list[Path], out_dir: Path, ours: list[str] = (), ablation: list[str] = (),
-                 trial_paths: list[Path] = (), paper: bool = True) -> list[Path]:
-    """Every table and figure of the study from its run JSONs (and sweep runs or tuning trials for the
-    sensitivity figure), and with ``paper`` the generated text the paper inputs (out_dir/paper/*.tex).
+                 trial_paths: list[Path] = (), paper: bool = True, chosen_paths: list[Path] = ()) -> list[Path]:
+    """Every table and figure of the study from its run JSONs (and sweep runs for the sensitivity
+    figure, tuning choices for the tuning table), and with ``paper`` the generated text the paper
+    inputs (out_dir/paper/*.tex).
 
     Writes, under out_dir: tables/{main,efficiency,claims}.{csv,md,tex}; tables/significance.* when
     ``ours`` has a run with a baseline on its backbone; tables/ablation.* when ``ablation`` has runs;
-    figures/{erank,spectrum,accuracy_time}.{png,pdf}; figures/sensitivity.{png,pdf} with
-    ``trial_paths``; paper/{abstract,results,discussion,provenance}.tex with ``paper``."""
+    tables/tuning.* with ``chosen_paths``; figures/{erank,spectrum,accuracy_time}.{png,pdf};
+    figures/sensitivity.{png,pdf} with ``trial_paths`` (sweep runs);
+    paper/{abstract,results,discussion,provenance}.tex with ``paper``."""
     runs = load_runs(run_paths)
     trials = load_runs(trial_paths) if trial_paths else []
+    tuned = tuning_caption(chosen_paths)
     ours = list(ours)
     tables, figures = Path(out_dir) / "tables", Path(out_dir) / "figures"
     main_runs = [r for r in runs if r["run"]["method"] not in set(ablation) - set(ours)]
     table = summary(main_runs)
     sig = significance(main_runs, ours) if ours else None
-    written = write_comparison(table, tables / "main", _accuracy_caption(table), sig, ours=ours, label="tab:main")
+    written = write_comparison(table, tables / "main", f"{_accuracy_caption(table)} {tuned}".strip(), sig, ours=ours,
+                               label="tab:main")
     table_names = ["main"]
     if sig is not None and not sig.empty:
         written += write_significance(
@@ -55,6 +72,10 @@ def build_report(run_paths: list[Path], out_dir: Path, ours: list[str] = (), abl
         written += write_comparison(abl, tables / "ablation", _accuracy_caption(abl, "Ablation of DirectSpec(+): test accuracy"),
                                     label="tab:ablation")
         table_names.append("ablation")
+    if chosen_paths:
+        written += write_tuning(tuning_table(chosen_paths), tables / "tuning",
+                                f"Model selection per (dataset, backbone, method). {tuned}")
+        table_names.append("tuning")
     eff = efficiency(runs)
     written += write_efficiency(
         eff, tables / "efficiency",

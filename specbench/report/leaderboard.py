@@ -94,24 +94,28 @@ def load_chosen(paths) -> dict:
     return out
 
 
+SEPARATOR = " — "  # between the space searched and how it was searched, in the `tuning` column
+
+
 def tuning_summary(chosen: dict | None) -> tuple[str, str]:
-    """(the range searched, the chosen settings) of one chosen.json; ("not tuned", "") without one."""
+    """(the space searched and how, the chosen settings) of one chosen.json; ("not tuned", "") without one."""
     if not chosen:
         return "not tuned", ""
-    values: dict[str, list] = {}
-    for trial in chosen.get("trials", []):
-        for key, value in (trial.get("params") or {}).items():
-            values.setdefault(key, [])
-            if value not in values[key]:
-                values[key].append(value)
-    grid = "; ".join(f"{k} ∈ {{{', '.join(_fmt_value(v) for v in sorted(vs, key=lambda x: (str(type(x)), x)))}}}"
-                     for k, vs in sorted(values.items()))
-    n = len(chosen.get("trials", []))
-    how = f"{n} trial{'s' if n != 1 else ''}, best {chosen.get('metric', '?')} on {chosen.get('split', 'valid')}"
+    from specbench.search_space import describe
+    space = describe(chosen.get("space") or {})
+    n = len([t for t in chosen.get("trials", []) if t.get("state", "complete") in ("complete", "pruned", "diverged")])
+    p = chosen.get("protocol") or {}
+    how = f"{n} trial{'s' if n != 1 else ''}"
+    if p:
+        how += f" of Optuna TPE (seed {p['seed']}, {p['pruner'].replace('_', ' ')} pruning), at most {p['max_epochs']} epochs"
+    how += f", best {chosen.get('metric', '?')} on {chosen.get('split', 'valid')}"
     if chosen.get("select_epochs"):
         how += ", epochs = best evaluation"
+    edges = chosen.get("edges") or {}
+    if edges:
+        how += "; at the edge of its range: " + ", ".join(f"{k} ({v})" for k, v in sorted(edges.items()))
     picked = ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(chosen.get("params", {}).items()))
-    return (f"{grid} ({how})" if grid else how), picked
+    return (f"{space}{SEPARATOR}{how}" if space else how), picked
 
 
 def load_published(path) -> tuple[list[dict], float]:
@@ -189,8 +193,9 @@ def leaderboard(runs: list[dict], chosen: dict | None = None, published: list[di
 
 # ---------- writers ----------
 
-def to_markdown(df: pd.DataFrame, tolerance: float) -> str:
-    """The long table (one row per method and metric), with the method's label and its key."""
+def to_markdown(df: pd.DataFrame, tolerance: float, tuning: str = "") -> str:
+    """The long table (one row per method and metric), with the method's label and its key; ``tuning``:
+    the study's tuning protocol (the same budget for every method)."""
     shown = df.assign(value=[f"{m:.4f} ± {s:.4f}" for m, s in zip(df["mean"], df["std"])],
                       reference=[("" if pd.isna(v) else f"{v:.4f}") for v in df["reference"]])
     cols = ["task", "dataset", "backbone", "label", "method", "metric", "value", "seeds", "reference", "reproduced",
@@ -198,7 +203,8 @@ def to_markdown(df: pd.DataFrame, tolerance: float) -> str:
     return (f"# Leaderboard\n\nMean ± std over seeds of the test metric at the last epoch (full ranking over all "
             f"items, training items masked). Reproduced? = within {tolerance:.0%} (relative) of the published "
             f"number in config/published.yaml; n/c = the published metric is defined differently. label = the "
-            f"name printed in tables, method = its key in config/methods.yaml.\n\n"
+            f"name printed in tables, method = its key in config/methods.yaml."
+            + (f" {tuning}" if tuning else "") + "\n\n"
             + shown[cols].to_markdown(index=False) + "\n")
 
 
@@ -242,10 +248,10 @@ def _status_class(status: str) -> str:
 
 
 def _tuning_html(text: str) -> str:
-    """'a ∈ {1, 2}; b ∈ {3} (2 trials, best ndcg@20 on valid)' -> one line per hyperparameter, then how."""
+    """'a ∈ [1, 2] (log); b ∈ {3} — 8 trials of Optuna TPE ...' -> one line per hyperparameter, then how."""
     if not text or text == "not tuned":
         return "not tuned (the method's fixed settings)"
-    grid, how = (text[:-1].rsplit(" (", 1) if text.endswith(")") and " (" in text else (text, ""))
+    grid, _, how = text.partition(SEPARATOR) if SEPARATOR in text else ("", "", text)
     items = "".join(f"<li><code>{_esc(part)}</code></li>" for part in grid.split("; ") if part)
     return f'<ul class="grid">{items}</ul>' + (f'<div class="how">{_esc(how)}</div>' if how else "")
 
@@ -576,7 +582,7 @@ _JS = """
 
 def to_html(df: pd.DataFrame, figures: list[Path] = (), tolerance: float = DEFAULT_TOLERANCE,
             published: list[dict] = (), title: str = "specbench leaderboard", ours=(),
-            rank_by: str | None = None) -> str:
+            rank_by: str | None = None, tuning: str = "") -> str:
     """One self-contained page (inline CSS and JS, figures as data URIs): the pivot view (one table per
     dataset and backbone: methods as rows, metrics as columns, mean ± std, best bold, second underlined,
     ``ours`` marked) and the long view (one row per method and metric), dropdown filters, sortable
@@ -626,6 +632,7 @@ def to_html(df: pd.DataFrame, figures: list[Path] = (), tolerance: float = DEFAU
 items masked). <b>Reproduced?</b> is “yes” within {tolerance:.0%} (relative) of a published number measured on the
 same split with the same metric definition, “no (±x%)” otherwise, “—” with no published number, and “n/c” where the
 published metric is defined differently.</p>
+{f'<p class="lede" id="tuning">{_esc(tuning)}</p>' if tuning else ""}
 <div class="bar">
 <div class="tabs" role="tablist" aria-label="View"><button type="button" role="tab" id="tab-pivot" data-view="pivot"
  aria-controls="view-pivot" aria-selected="true">By method</button><button type="button" role="tab" id="tab-long"
@@ -668,6 +675,10 @@ def write_leaderboard(run_paths, out_stem: Path, chosen_paths=(), published_path
     figures = sorted(Path(figures_dir).glob("*.png")) if figures_dir and Path(figures_dir).is_dir() else []
     paths = [out_stem.with_suffix(s) for s in (".csv", ".md", ".html")]
     atomic_write_text(paths[0], df.to_csv(index=False))
-    atomic_write_text(paths[1], to_markdown(df, tolerance))
-    atomic_write_text(paths[2], to_html(df, figures, tolerance, published, ours=ours, rank_by=_common_metric(chosen)))
+    from specbench.tuner import caption
+    protocols = [c["protocol"] for c in chosen.values() if c.get("protocol")]
+    tuning = caption(protocols[0]) if protocols else ""
+    atomic_write_text(paths[1], to_markdown(df, tolerance, tuning))
+    atomic_write_text(paths[2], to_html(df, figures, tolerance, published, ours=ours, rank_by=_common_metric(chosen),
+                                        tuning=tuning))
     return paths

@@ -435,6 +435,11 @@ def write_prose(f: Facts, out: Path, figures: dict[str, str], tables: list[str])
                  "Figure~\\ref{fig:sensitivity} shows the grid. " + sens, fig("sensitivity")]
     if "ablation" in tables:
         body += ["\\subsection{Ablation}\n", _ablation_paragraph(f), tab("ablation")]
+    if "tuning" in tables:
+        body += ["\\subsection{Model selection}\n",
+                 "Table~\\ref{tab:tuning} lists each search: the trials that finished, were pruned or diverged, the "
+                 "chosen settings with their validation score and epoch, and any chosen value at the edge of its range.\n",
+                 tab("tuning")]
     body += ["\\subsection{Cost}\n",
              "Table~\\ref{tab:efficiency} lists every method; Figure~\\ref{fig:accuracy_time} sets accuracy against "
              "time. " + _cost_paragraph(f),
