@@ -148,6 +148,14 @@ def cmd_select(args):
           f"({result['metric']}={result['value']:.4f} on valid, epoch {result['best_epoch']}): {result['params']}{edges}")
 
 
+def cmd_tuning_check(args):
+    from specbench.tuning_check import run_check
+    for path in run_check(Path(args.configfile), Path(args.reference), args.cores, args.trials_factor,
+                          args.epochs_factor):
+        print(path)
+    print((Path(args.reference) / "tuning-check.md").read_text().split("\n\n", 1)[0])
+
+
 def cmd_report(args):
     from specbench.report import build_report
     written = build_report([Path(p) for p in args.runs], Path(args.out), ours=args.ours, ablation=args.ablation,
@@ -237,6 +245,16 @@ def main(argv=None):
     p = sub.add_parser("select", help="the best validation trial of a search -> chosen.json, trials.csv, trials.json")
     search_options(p)
     p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("tuning-check", help="rerun a study's searches 4x larger (2x the epochs) and report the gain "
+                                            "in the validation metric over the study's choices")
+    p.add_argument("--configfile", default="config/quick.yaml", help="the study (default config/quick.yaml)")
+    p.add_argument("--reference", default="results/reference/quick-cpu",
+                   help="a folder with the study's tuning/ choices; the table is written there")
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--trials-factor", type=int, default=4)
+    p.add_argument("--epochs-factor", type=int, default=2)
+    p.set_defaults(func=cmd_tuning_check)
 
     p = sub.add_parser("fetch", help="download or copy a dataset's files into data/raw/<ds>/, checking every checksum")
     p.add_argument("dataset", help="a name in config/datasets.yaml")

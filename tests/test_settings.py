@@ -17,7 +17,7 @@ from specbench.errors import SpecbenchError
 from specbench.settings import LAYERS, explain, harness_defaults, layer, resolve
 from specbench.study import Study
 from tests.conftest import REPO
-from tests.helpers import write_toy_plugin
+from tests.helpers import make_spec, write_toy_plugin
 
 
 def spec(model="DirectSpecPlus", layers=(), backbone="mf"):
@@ -226,3 +226,13 @@ def test_planning_resolves_each_run_once_and_resources_reuse_it(monkeypatch):
     for job in study.jobs():
         study.resources(job.dataset, job.backbone, job.method)
     assert len(calls) == len(groups) + trials + points
+
+
+def test_early_stopping_is_refused_on_the_test_split(tmp_path):
+    """Patience on test would pick the epoch on test: refused before anything is built, naming the key."""
+    spec = make_spec(tmp_path, "BPR", early_stop_patience=2)
+    with pytest.raises(SpecbenchError, match="early_stop_patience = 2 needs validation: true"):
+        resolve(spec)
+    with pytest.raises(SpecbenchError, match=r"early_stop_metric = 'ndcg@50' is not evaluated: its cut-off 50 is not in topk"):
+        resolve(make_spec(tmp_path, "BPR", early_stop_patience=2, validation=True, early_stop_metric="ndcg@50"))
+    assert resolve(make_spec(tmp_path, "BPR", early_stop_patience=2, validation=True)).settings["early_stop_patience"] == 2

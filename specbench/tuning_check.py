@@ -1,0 +1,112 @@
+"""Is the study's tuning budget enough? The same searches, larger, against the study's choices.
+
+``specbench tuning-check`` (``make tuning-check``) derives from a study a check study
+(``<study>-check``: ``trials`` x 4 and ``max_epochs`` x 2 by default, everything else the same, the
+test runs left out), runs its searches under Snakemake (only the tuning jobs: no test split is
+touched), and compares each search's best validation metric with the study's own choice (from a
+committed reference folder or the study's results). The table (CSV and Markdown) goes beside the
+reference choices: a gain under ``THRESHOLD`` means the study's budget finds settings about as good
+as a search four times its size.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from copy import deepcopy
+from pathlib import Path
+
+import pandas as pd
+
+from specbench.atomic_io import atomic_write_text
+from specbench.errors import SpecbenchError
+
+THRESHOLD = 0.03  # relative gain in the validation metric that says the budget was too small
+
+
+def check_config(config: dict, trials_factor: int = 4, epochs_factor: int = 2) -> dict:
+    """The check study: ``config`` with ``trials`` and ``max_epochs`` multiplied, under its own name."""
+    from specbench.study import tuning_protocol
+    if not config.get("tuning"):
+        raise SpecbenchError(f"study {config.get('study')!r} has no `tuning` block: nothing to check")
+    out = deepcopy(config)
+    base = tuning_protocol(config["tuning"])
+    out["study"] = f"{config['study']}-check"
+    out["tuning"] = {**config["tuning"], "trials": base["trials"] * trials_factor,
+                     "max_epochs": base["max_epochs"] * epochs_factor}
+    if "min_epochs" in config["tuning"]:
+        out["tuning"]["min_epochs"] = base["min_epochs"]
+    return out
+
+
+def compare(reference: dict[tuple, dict], check: dict[tuple, dict]) -> pd.DataFrame:
+    """One row per search: the study's chosen validation value, the check's, and the relative gain."""
+    rows = []
+    for key in sorted(reference):
+        if key not in check:
+            raise SpecbenchError(f"the check has no search for {'/'.join(key)}")
+        ref, big = reference[key], check[key]
+        gain = (big["value"] - ref["value"]) / ref["value"] if ref["value"] else float("nan")
+        rows.append({"dataset": key[0], "backbone": key[1], "method": key[2], "metric": ref["metric"],
+                     "trials": len(ref["trials"]), "max_epochs": ref["protocol"]["max_epochs"],
+                     "value": ref["value"], "epoch": ref["best_epoch"],
+                     "check_trials": len(big["trials"]), "check_max_epochs": big["protocol"]["max_epochs"],
+                     "check_value": big["value"], "check_epoch": big["best_epoch"],
+                     "gain": gain, "within": bool(gain < THRESHOLD),
+                     "chosen": _params(ref), "check_chosen": _params(big)})
+    return pd.DataFrame(rows)
+
+
+def _params(chosen: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(chosen["params"].items()))
+
+
+def load_choices(tuning_dir: Path) -> dict[tuple, dict]:
+    return {tuple(p.parts[-4:-1]): json.loads(p.read_text()) for p in sorted(Path(tuning_dir).glob("*/*/*/chosen.json"))}
+
+
+def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:
+    stem = Path(stem)
+    worst = table["gain"].max()
+    caption = (f"Tuning check: each search of the study against the same search with {table['check_trials'].iloc[0]} "
+               f"trials and at most {table['check_max_epochs'].iloc[0]} epochs (the study: "
+               f"{table['trials'].iloc[0]} and {table['max_epochs'].iloc[0]}). Value: the best validation "
+               f"{table['metric'].iloc[0]} of the chosen trial; gain: (check - study) / study. "
+               f"{int(table['within'].sum())} of {len(table)} searches gain less than {THRESHOLD:.0%}; the largest "
+               f"gain is {worst:+.1%}. Command: `{command}`.")
+    shown = table.assign(gain=[f"{g:+.1%}" for g in table["gain"]], value=table["value"].round(4),
+                         check_value=table["check_value"].round(4))
+    cols = ["backbone", "method", "value", "epoch", "check_value", "check_epoch", "gain", "within", "chosen",
+            "check_chosen"]
+    paths = [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+    atomic_write_text(paths[0], table.to_csv(index=False))
+    atomic_write_text(paths[1], caption + "\n\n" + shown[cols].to_markdown(index=False) + "\n")
+    return paths
+
+
+def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int = 4, epochs_factor: int = 2,
+              root: Path = Path(".")) -> list[Path]:
+    """Run the check study's searches (Snakemake, ``cores``) and write <reference>/tuning-check.{csv,md}."""
+    from specbench.schemas import load_yaml
+    from specbench.study import Study
+    config = check_config(load_yaml(Path(study_file)), trials_factor, epochs_factor)
+    ref_choices = load_choices(Path(reference) / "tuning")
+    if not ref_choices:
+        raise SpecbenchError(f"{reference}/tuning holds no chosen.json: run the study (or point --reference at a "
+                             "folder with its tuning choices) first")
+    study = Study(config, root=root, source=f"{study_file} (tuning check)")
+    targets = [study.chosen_path(*key) for key in study.tuned_keys()]
+    derived = Path(study.paths.results) / "check-study.yaml"
+    derived.parent.mkdir(parents=True, exist_ok=True)
+    import yaml
+    derived.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(Path(root) / "Snakefile"), "--configfile", str(derived),
+           "--cores", str(cores), "--keep-going", *targets]
+    done = subprocess.run(cmd, cwd=root)
+    if done.returncode != 0:
+        raise SpecbenchError(f"the check's searches failed (snakemake exit {done.returncode}); rerun to resume them")
+    check = load_choices(Path(study.paths.results) / "tuning")
+    table = compare(ref_choices, check)
+    command = f"specbench tuning-check --configfile {study_file} --reference {reference}"
+    return write_table(table, Path(reference) / "tuning-check", command)

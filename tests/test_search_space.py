@@ -1,0 +1,88 @@
+"""Search spaces as declared in yaml: checked, sampled inside their bounds, edges flagged."""
+
+import math
+
+import optuna
+import pytest
+
+from specbench import search_space as spaces
+from specbench.errors import SpecbenchError
+from specbench.tuning_check import compare
+
+SPACE = {"learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
+         "n_layers": [2, 3],
+         "num_clusters": {"low": 10, "high": 1000, "log": True, "int": True},
+         "drop_ratio": {"low": 0.1, "high": 0.3, "step": 0.05},
+         "kind": ["ED", "ND"]}
+
+
+def test_suggested_values_stay_inside_their_ranges():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(40):
+        trial = study.ask()
+        v = {k: spaces.suggest(trial, k, rule) for k, rule in SPACE.items()}
+        study.tell(trial, 0.0)
+        assert 1e-4 <= v["learning_rate"] <= 1e-2 and v["n_layers"] in (2, 3) and v["kind"] in ("ED", "ND")
+        assert isinstance(v["num_clusters"], int) and 10 <= v["num_clusters"] <= 1000
+        assert any(math.isclose(v["drop_ratio"], 0.1 + 0.05 * i) for i in range(5))
+        assert all(spaces.contains(SPACE[k], v[k]) for k in SPACE)
+
+
+def test_edges_are_measured_on_the_log_scale_for_log_ranges():
+    # 1e-4 .. 1e-2 on a log scale: 1.2e-4 is 4% of the way (an edge), 1.5e-4 is 8.8% (not one);
+    # on a linear scale both would be within 1% of the low end.
+    assert spaces.edges(SPACE, {"learning_rate": 1.2e-4}) == {"learning_rate": "low"}
+    assert spaces.edges(SPACE, {"learning_rate": 1.5e-4}) == {}
+    assert spaces.edges(SPACE, {"learning_rate": 0.0095}) == {"learning_rate": "high"}
+    assert spaces.edges(SPACE, {"drop_ratio": 0.3, "n_layers": 3, "kind": "ED"}) == {"drop_ratio": "high",
+                                                                                   "n_layers": "high"}
+    assert spaces.position(SPACE["num_clusters"], 100) == pytest.approx(0.5)
+
+
+def test_corners_are_each_end_and_each_choice():
+    assert spaces.corners({"a": {"low": 1, "high": 5, "int": True}, "b": ["x", "y", "z"]}) == [
+        {"a": 1}, {"a": 5}, {"b": "x"}, {"b": "y"}, {"b": "z"}]
+
+
+@pytest.mark.parametrize("rule, message", [
+    ([], "is an empty list"),
+    ({"low": 2.0, "high": 1.0}, "low = 2.0 and high = 1.0 must be numbers with low < high"),
+    ({"low": 0.0, "high": 1.0, "log": True}, "a log range needs low > 0"),
+    ({"low": 1.0, "high": 2.0, "lgo": True}, "unknown keys ['lgo']"),
+    ({"high": 2.0}, "expected a list of values or {low: ..., high: ..."),
+    ({"low": 1e-3, "high": 1.0, "log": True, "step": 0.1}, "step and log cannot be combined"),
+])
+def test_a_bad_space_names_the_file_and_key(rule, message):
+    with pytest.raises(SpecbenchError) as err:
+        spaces.check_space({"gamma": rule}, "models/X.yaml")
+    assert str(err.value).startswith("models/X.yaml: search_space.gamma") and message in str(err.value)
+
+
+def test_a_bound_outside_the_settings_schema_fails_before_any_job():
+    """Study.validate resolves every bound: a drop ratio of 1.5 (schema: < 1) is refused at planning."""
+    import yaml
+    from specbench.study import Study
+    from tests.helpers import REPO
+    config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    catalogue = yaml.safe_load((REPO / "config" / "methods.yaml").read_text())
+    catalogue["methods"]["SGL"]["search_space"] = {"drop_ratio": {"low": 0.1, "high": 1.5}}
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "methods.yaml"
+        path.write_text(yaml.safe_dump(catalogue))
+        study = Study({**config, "catalogue": str(path)}, root=REPO)
+        with pytest.raises(SpecbenchError, match=r"drop_ratio = 1.5 is not allowed: expected number .*< 1"):
+            study.validate()
+
+
+def test_the_check_table_measures_the_relative_gain():
+    def chosen(value, trials, epochs):
+        return {"value": value, "metric": "ndcg@20", "best_epoch": 20, "params": {"lr": 0.01},
+                "trials": [{}] * trials, "protocol": {"max_epochs": epochs}}
+    table = compare({("d", "mf", "A"): chosen(0.20, 8, 60), ("d", "mf", "B"): chosen(0.30, 8, 60)},
+                    {("d", "mf", "A"): chosen(0.205, 32, 120), ("d", "mf", "B"): chosen(0.33, 32, 120)})
+    assert list(table["gain"].round(6)) == [0.025, 0.1]
+    assert list(table["within"]) == [True, False]
+    with pytest.raises(SpecbenchError, match="the check has no search for d/mf/C"):
+        compare({("d", "mf", "C"): chosen(0.2, 8, 60)}, {})
