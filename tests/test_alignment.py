@@ -6,6 +6,7 @@ computed by hand, and every model is trained for a few epochs on the 150-user Mo
 """
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -309,3 +310,77 @@ def test_positives_only_collapses_to_one_direction(trained, popularity_metrics, 
     # LightGCN's propagation alone already concentrates the spectrum, erank about 18).
     if backbone == "mf":
         assert trained("PositivesOnly", backbone, weight_decay=0.0)["final"]["spectrum"]["erank"] > 20 * erank
+
+
+# ---- the Gram-matrix uniformity against torch.pdist's form (value and gradient) ----
+
+def pdist_uniformity(h, t):
+    """l_uniform as it was first written: torch.pdist over the B(B-1)/2 pairs a < b of unit rows."""
+    return torch.pdist(torch.nn.functional.normalize(h, dim=1)).pow(2).mul(-t).exp().mean().log()
+
+
+def rows_with_repeats(n, d, seed):
+    """n random rows (d columns), some of them repeated and some rescaled copies (one direction twice)."""
+    gen = torch.Generator().manual_seed(seed)
+    h = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    if n >= 4:
+        idx = torch.randint(n, (n // 3,), generator=gen)
+        h[torch.randperm(n, generator=gen)[: n // 3]] = h[idx]            # repeated rows (distance 0)
+        h[n - 1] = 3.0 * h[0]                                             # same direction, another norm
+    return h
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 64, 257, 1024])
+@pytest.mark.parametrize("t", [2.0, 0.5])
+def test_uniformity_equals_the_pdist_form_in_value_and_gradient(n, t):
+    h = rows_with_repeats(n, 16, seed=n)
+    # float64: exact up to rounding
+    a, b = h.clone().requires_grad_(True), h.clone().requires_grad_(True)
+    got, want = family.uniformity(a, t), pdist_uniformity(b, t)
+    got.backward(), want.backward()
+    assert got.item() == pytest.approx(want.item(), abs=1e-10)
+    assert torch.allclose(a.grad, b.grad, rtol=1e-7, atol=1e-12), (a.grad - b.grad).abs().max()
+    # float32 (what training runs) against the float64 reference
+    c = h.float().requires_grad_(True)
+    got32 = family.uniformity(c, t)
+    got32.backward()
+    assert got32.item() == pytest.approx(want.item(), abs=1e-5)
+    assert torch.allclose(c.grad.double(), b.grad, rtol=1e-3, atol=1e-6), (c.grad.double() - b.grad).abs().max()
+
+
+def test_uniformity_gradient_weights_each_pair_like_the_loop_formula():
+    # the loop formula of np_uniformity, differentiated by autograd term by term (float64)
+    h = rows_with_repeats(9, 5, seed=3)
+    a, b = h.clone().requires_grad_(True), h.clone().requires_grad_(True)
+    family.uniformity(a, 2.0).backward()
+    x = b / b.norm(dim=1, keepdim=True)
+    terms = [torch.exp(-2.0 * ((x[i] - x[j]) ** 2).sum()) for i in range(9) for j in range(i + 1, 9)]
+    (sum(terms) / len(terms)).log().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)
+    assert float(family.uniformity(h, 2.0)) == pytest.approx(np_uniformity(h.numpy()), abs=1e-12)
+
+
+@pytest.mark.parametrize("model_name, params", [("DirectAU", {"gamma": 0.7}), ("MAWU", {"gamma1": 0.9, "gamma2": 0.2})])
+def test_directau_and_mawu_losses_use_the_pdist_uniformity(build, model_name, params):
+    # a real batch of 300 rows with repeated users and items: the model's loss and gradients equal
+    # the same loss with the pdist uniformity swapped in
+    gen = torch.Generator().manual_seed(1)
+    model = build(model_name, backbone="lightgcn", **params)
+    assert sys.modules[type(model).__module__] is family  # the swap below reaches the model's loss
+    users = torch.randint(1, model.n_users, (300,), generator=gen)
+    items = torch.randint(1, model.n_items, (300,), generator=gen)
+    inter = batch(model, users.tolist(), items.tolist())
+    loss = model.calculate_loss(inter)
+    loss.backward()
+    got = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    original = family.uniformity
+    try:
+        family.uniformity = pdist_uniformity
+        want = model.calculate_loss(inter)
+    finally:
+        family.uniformity = original
+    want.backward()
+    assert loss.item() == pytest.approx(want.item(), abs=1e-5)
+    for g, p in zip(got, model.parameters()):
+        assert torch.allclose(g, p.grad, rtol=1e-3, atol=1e-7), (g - p.grad).abs().max()

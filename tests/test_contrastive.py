@@ -310,3 +310,152 @@ def test_ncl_trains_through_the_harness_and_beats_popularity(spec_for, tmp_path,
                    warm_up_step=2)
     assert all(np.isfinite(e["loss"]) for e in record["epochs"])
     assert record["final"]["metrics"]["ndcg@20"] > popularity_metrics["ndcg@20"]
+
+
+# ---- the adapters' faster computations against RecBole's own code (value and gradients) ----
+
+@pytest.fixture(scope="module")
+def real_model(ml100k_small, tmp_path_factory):
+    from tests.helpers import build_model
+    return lambda name, **kw: build_model(name, ml100k_small, backbone="lightgcn",
+                                          work_dir=tmp_path_factory.mktemp("work"), **kw)
+
+
+def real_batch(model, size=700, seed=0):
+    """``size`` random training-like rows: on 150 users most users (and many items) repeat."""
+    gen = torch.Generator().manual_seed(seed)
+    users = torch.randint(1, model.n_users, (size,), generator=gen)
+    pos, neg = (torch.randint(1, model.n_items, (size,), generator=gen) for _ in range(2))
+    return batch(users.tolist(), pos.tolist(), neg.tolist())
+
+
+def recbole_loss_and_grads(model, recbole_cls, overridden, inter):
+    """``recbole_cls.calculate_loss`` with RecBole's own methods ``overridden`` put back on the model."""
+    import types
+    for name in overridden:
+        setattr(model, name, types.MethodType(getattr(recbole_cls, name), model))
+    try:
+        model.zero_grad()
+        loss = recbole_cls.calculate_loss(model, inter)
+        loss = sum(loss) if isinstance(loss, tuple) else loss
+        loss.backward()
+    finally:
+        for name in overridden:
+            delattr(model, name)
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def ours_loss_and_grads(model, inter):
+    model.zero_grad()
+    loss = model.calculate_loss(inter)
+    loss = sum(loss) if isinstance(loss, tuple) else loss
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def assert_same(ours, reference):
+    (loss, grads), (want, want_grads) = ours, reference
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    for g, w in zip(grads, want_grads):
+        scale = w.abs().max().clamp_min(1e-12)
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-5 * scale), ((g - w).abs().max(), scale)
+
+
+@pytest.mark.parametrize("kind", ["ED", "ND", "RW"])
+def test_sgl_adapter_loss_and_gradients_equal_recboles(real_model, kind):
+    from recbole.model.general_recommender.sgl import SGL
+    model = real_model("SGLAdapter", type=kind, n_layers=3, drop_ratio=0.2, ssl_weight=0.5, ssl_tau=0.2,
+                       reg_weight=0.01)
+    for epoch in range(2):  # the views are redrawn by train(), the CSR copies follow them
+        model.train()
+        views = [model.train_graph] + [g for v in (model.sub_graph1, model.sub_graph2)
+                                       for g in (v if isinstance(v, list) else [v])]
+        for g in views:  # ``propagate`` needs symmetric graphs (Ãᵀ g = Ã g)
+            d = g.to_dense()
+            assert torch.allclose(d, d.t(), rtol=1e-6, atol=0)
+        inter = real_batch(model, seed=epoch)
+        ours = ours_loss_and_grads(model, inter)
+        assert_same(ours, recbole_loss_and_grads(model, SGL, ["forward", "calc_ssl_loss"], inter))
+    users, items = model.scoring_embeddings()
+    want_u, want_i = SGL.forward(model, model.train_graph)
+    assert torch.allclose(users, want_u, atol=1e-6) and torch.allclose(items, want_i, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_layers, hyper_layers, clusters", [(3, 1, 20), (2, 2, 1000)])
+def test_ncl_adapter_loss_and_gradients_equal_recboles(real_model, n_layers, hyper_layers, clusters):
+    import copy
+    from recbole.model.general_recommender.ncl import NCL
+    model = real_model("NCLAdapter", n_layers=n_layers, hyper_layers=hyper_layers, num_clusters=clusters,
+                       warm_up_step=0, ssl_reg=0.3, proto_reg=0.2, alpha=0.7, ssl_temp=0.1, reg_weight=0.01)
+    model.on_epoch_start(1)
+    d = model.norm_adj_mat.to_dense()
+    assert torch.allclose(d, d.t(), rtol=1e-6, atol=0)  # ``propagate`` needs a symmetric graph
+    inter = real_batch(model, size=1500)
+    ours = ours_loss_and_grads(model, inter)
+    assert_same(ours, recbole_loss_and_grads(model, NCL, ["forward", "ssl_layer_loss", "ProtoNCE_loss"], inter))
+    clone = copy.deepcopy(model)  # the CSR cache (not copyable) is left behind, and rebuilt
+    assert torch.allclose(clone.scoring_embeddings()[0], model.scoring_embeddings()[0])
+
+
+def test_nce_sum_over_distinct_rows_equals_the_sum_over_the_batch():
+    gen = torch.Generator().manual_seed(0)
+    table, others = torch.randn(12, 5, generator=gen, dtype=torch.float64), torch.randn(12, 5, generator=gen,
+                                                                                       dtype=torch.float64)
+    rows = torch.tensor([3, 3, 0, 7, 3, 11, 0, 5])
+    t1, t2 = table.clone().requires_grad_(True), table.clone().requires_grad_(True)
+    o1, o2 = others.clone().requires_grad_(True), others.clone().requires_grad_(True)
+    got = contrastive._view_nce_sum(t1, o1, rows, 0.3)
+    a = t2[rows] / t2[rows].norm(dim=1, keepdim=True)
+    everyone = o2 / o2.norm(dim=1, keepdim=True)
+    want = sum(-torch.log(torch.exp(a[b] @ everyone[rows[b]] / 0.3) / torch.exp(a[b] @ everyone.t() / 0.3).sum())
+               for b in range(len(rows)))
+    (got + 0).backward(), want.backward()
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    assert torch.allclose(t1.grad, t2.grad, atol=1e-12) and torch.allclose(o1.grad, o2.grad, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 3, 200])
+def test_info_nce_equals_the_log_softmax_form_in_value_and_gradients(n):
+    gen = torch.Generator().manual_seed(n)
+    v1, v2 = torch.randn(n, 6, generator=gen), torch.randn(n, 6, generator=gen)
+    if n >= 3:
+        v1[1], v2[2] = v1[0], 4.0 * v2[0]  # a repeated row, a rescaled one
+    a, b = v1.clone().requires_grad_(True), v2.clone().requires_grad_(True)
+    c, d = v1.double().requires_grad_(True), v2.double().requires_grad_(True)
+    got = contrastive.info_nce(a, b, 0.2)
+    z1, z2 = torch.nn.functional.normalize(c, dim=1), torch.nn.functional.normalize(d, dim=1)
+    want = -torch.diagonal(torch.log_softmax(z1 @ z2.t() / 0.2, dim=1)).mean()
+    got.backward(), want.backward()
+    assert got.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-6)
+    assert torch.allclose(a.grad.double(), c.grad, atol=1e-5) and torch.allclose(b.grad.double(), d.grad, atol=1e-5)
+
+
+def reference_kmeans(x, k, iters=25, generator=None):
+    """contrastive.kmeans as first written (argmin of torch.cdist), to check the faster one against."""
+    n = x.shape[0]
+    k = min(int(k), n)
+    order = torch.randperm(n, generator=generator)[:k]
+    centroids = x[order].clone()
+    for _ in range(iters):
+        assign = torch.cdist(x, centroids).argmin(1)
+        counts = torch.bincount(assign, minlength=k)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        filled = counts > 0
+        centroids = torch.where(filled.unsqueeze(1), sums / counts.clamp_min(1).unsqueeze(1).to(x.dtype), centroids)
+        for empty in torch.nonzero(~filled).flatten().tolist():
+            big = int(torch.argmax(counts))
+            centroids[empty] = centroids[big] * (1 + 1 / 1024)
+            centroids[big] = centroids[big] * (1 - 1 / 1024)
+            counts[empty] = counts[big] // 2
+            counts[big] -= counts[empty]
+    return centroids, torch.cdist(x, centroids).argmin(1)
+
+
+@pytest.mark.parametrize("n, k", [(300, 40), (120, 1000), (64, 64)])
+def test_kmeans_is_exactly_the_argmin_formulation(n, k):
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 8, generator=gen)
+    x[: n // 4] = x[n // 4: 2 * (n // 4)]   # repeated rows: exact distance ties, empty clusters
+    got = contrastive.kmeans(x, k, generator=torch.Generator().manual_seed(1))
+    want = reference_kmeans(x, k, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

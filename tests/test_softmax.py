@@ -99,3 +99,29 @@ def test_in_batch_negatives_train(spec_for, tmp_path):
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     first, last = record["history"][0]["metrics"], record["final"]["metrics"]
     assert last["ndcg@20"] > 2 * first["ndcg@20"]  # 3.4x to 5.7x over seeds 0-2
+
+
+# ---- the in-batch loss (a fused autograd function) against log_softmax, value and gradients ----
+
+def log_softmax_in_batch(u, p, tau):
+    """The in-batch SSM loss as first written: −mean diag(log_softmax(cos(u_b, p_j) / τ))."""
+    u, p = torch.nn.functional.normalize(u, dim=1), torch.nn.functional.normalize(p, dim=1)
+    return -torch.diagonal(torch.log_softmax(u @ p.t() / tau, dim=1)).mean()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 300, 1100])
+@pytest.mark.parametrize("tau", [0.01, 0.1, 1.0])
+def test_in_batch_ssm_loss_equals_log_softmax_in_value_and_gradients(n, tau):
+    from specbench_models.softmax import ssm_loss
+    gen = torch.Generator().manual_seed(n)
+    u, p = torch.randn(n, 8, generator=gen, dtype=torch.float64), torch.randn(n, 8, generator=gen, dtype=torch.float64)
+    if n >= 4:  # a user twice in a batch, an item twice (a negative of the other row), rescaled copies
+        u[1], p[3], u[2] = u[0], p[0], 2.5 * u[0]
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 2e-4)):
+        a, b = u.to(dtype, copy=True).requires_grad_(True), p.to(dtype, copy=True).requires_grad_(True)
+        ra, rb = u.clone().requires_grad_(True), p.clone().requires_grad_(True)
+        got, want = ssm_loss(a, b, None, tau), log_softmax_in_batch(ra, rb, tau)
+        got.backward(), want.backward()
+        assert torch.isfinite(got) and got.item() == pytest.approx(want.item(), rel=tol, abs=tol)
+        for g, w in ((a.grad, ra.grad), (b.grad, rb.grad)):
+            assert torch.allclose(g.double(), w, rtol=tol * 10, atol=tol), (g.double() - w).abs().max()
