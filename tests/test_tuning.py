@@ -20,7 +20,7 @@ from tests.helpers import REPO, make_spec
 
 SPACE = {"learning_rate": {"low": 1.0e-4, "high": 5.0e-2, "log": True},
          "weight_decay": {"low": 1.0e-8, "high": 1.0e-2, "log": True}}
-PROTOCOL = {"trials": 6, "max_epochs": 12, "eval_step": 2, "patience": 2, "pruner": "successive_halving",
+PROTOCOL = {"trials": 6, "max_epochs": 10, "eval_step": 2, "patience": 2, "pruner": "successive_halving",
             "min_epochs": 4, "seed": 0}
 
 
@@ -57,17 +57,24 @@ def params_of(journal, spec, p):
     return [r["params"] for r in trial_rows(open_search(journal, study_name(spec, SPACE, p), p))]
 
 
-def test_seeded_tpe_gives_the_same_trials_twice(tmp_path, carved):
-    spec, p, first, _ = tune(tmp_path, carved, "a")
-    _, _, second, _ = tune(tmp_path, carved, "b")
-    assert params_of(first, spec, p) == params_of(second, spec, p)
-    assert len(params_of(first, spec, p)) == 6
-    _, _, third, _ = tune(tmp_path, carved, "c", seed=1)
-    assert params_of(third, spec, tuning_protocol({**PROTOCOL, "seed": 1}))[1:] != params_of(first, spec, p)[1:]
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, carved):
+    """One search of PROTOCOL: (spec, protocol, journal, the worker's summary)."""
+    return tune(tmp_path_factory.mktemp("searched"), carved)
 
 
-def test_trial_zero_is_the_defaults_and_pruned_trials_stop_before_the_maximum(tmp_path, carved):
-    spec, p, journal, summary = tune(tmp_path, carved)
+def test_seeded_tpe_gives_the_same_trials_twice(tmp_path, carved, searched):
+    spec, p, first, _ = searched
+    _, _, second, _ = tune(tmp_path, carved, "b", trials=4)
+    assert params_of(second, spec, tuning_protocol({**PROTOCOL, "trials": 4})) == params_of(first, spec, p)[:4]
+    _, _, third, _ = tune(tmp_path, carved, "c", trials=4, seed=1)
+    other = params_of(third, spec, tuning_protocol({**PROTOCOL, "trials": 4, "seed": 1}))
+    assert other[0] == params_of(first, spec, p)[0]  # trial 0: the defaults, whatever the seed
+    assert other[1:] != params_of(first, spec, p)[1:4]
+
+
+def test_trial_zero_is_the_defaults_and_pruned_trials_stop_before_the_maximum(searched):
+    spec, p, journal, summary = searched
     rows = trial_rows(open_search(journal, study_name(spec, SPACE, p), p))
     assert summary["finished"] == 6 and summary["trials_run"] == list(range(6))
     assert rows[0]["defaults"] and rows[0]["params"]["learning_rate"] == 0.001  # BPR's default rate
@@ -79,9 +86,9 @@ def test_trial_zero_is_the_defaults_and_pruned_trials_stop_before_the_maximum(tm
         assert [c[0] for c in r["curve"]] == list(range(2, r["epochs_trained"] + 1, 2))
 
 
-def test_export_chooses_the_best_complete_trial_and_its_best_epoch(tmp_path, carved):
-    spec, p, journal, _ = tune(tmp_path, carved)
-    out = tmp_path / "search" / "chosen.json"
+def test_export_chooses_the_best_complete_trial_and_its_best_epoch(tmp_path, searched):
+    spec, p, journal, _ = searched
+    out = tmp_path / "chosen.json"
     result = export(journal, study_name(spec, SPACE, p), SPACE, p, out)
     rows = json.loads((out.parent / "trials.json").read_text())
     complete = [r for r in rows if r["state"] == "complete"]
@@ -148,7 +155,7 @@ def _finished(journal, spec, p):
 
 
 def test_a_killed_tuning_job_resumes_the_same_search(tmp_path, carved):
-    protocol = {"trials": 5, "pruner": "none", "patience": 0, "max_epochs": 12}
+    protocol = {"trials": 4, "pruner": "none", "patience": 0, "max_epochs": 8}
     spec, p = trial_spec(carved, protocol)
     journal = tmp_path / "killed" / "optuna.journal"
     proc = _tune_cli(tmp_path, carved, journal, tmp_path / "w0.json", **protocol)
@@ -158,13 +165,13 @@ def test_a_killed_tuning_job_resumes_the_same_search(tmp_path, carved):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {r["trial"]: r for r in _finished(journal, spec, p)}
-    assert 2 <= len(before) < 5, "the job was not killed mid-search"
+    assert 2 <= len(before) < 4, "the job was not killed mid-search"
     rerun = _tune_cli(tmp_path, carved, journal, tmp_path / "w0.json", **protocol)
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output
     rows = trial_rows(open_search(journal, study_name(spec, SPACE, p), p))
     after = {r["trial"]: r for r in rows if r["state"] in ("complete", "pruned")}
-    assert len(after) == 5
+    assert len(after) == 4
     for number, row in before.items():  # nothing finished before the kill is lost or redone
         assert after[number]["params"] == row["params"] and after[number]["curve"] == row["curve"]
     failed = [r for r in rows if r["state"] == "fail"]  # the trial the kill interrupted, tried again
@@ -174,7 +181,7 @@ def test_a_killed_tuning_job_resumes_the_same_search(tmp_path, carved):
 
 
 def test_two_workers_on_one_journal_lose_no_trials(tmp_path, carved):
-    protocol = {"trials": 10, "pruner": "none", "patience": 0, "max_epochs": 10}
+    protocol = {"trials": 8, "pruner": "none", "patience": 0, "max_epochs": 8}
     spec, p = trial_spec(carved, protocol)
     journal = tmp_path / "shared" / "optuna.journal"
     procs = [_tune_cli(tmp_path, carved, journal, tmp_path / f"w{i}.json", **protocol) for i in range(2)]
@@ -186,4 +193,4 @@ def test_two_workers_on_one_journal_lose_no_trials(tmp_path, carved):
     assert all(runs), f"one worker ran no trial: {runs}"
     assert not set(runs[0]) & set(runs[1])
     assert sorted(runs[0] + runs[1]) == [r["trial"] for r in rows]
-    assert all(r["state"] == "complete" for r in rows) and len(rows) >= 10
+    assert all(r["state"] == "complete" for r in rows) and len(rows) >= 8
