@@ -75,10 +75,8 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def negatives_per_row(entry_cls, settings: dict) -> int:
-    """Uniform negatives drawn per training row: none under the ``users`` sampler, else ``neg_samples``,
-    which defaults to 1 for a pairwise model and 0 for any other."""
-    if settings["train_sampler"] == "users":
-        return 0
+    """Uniform negatives drawn per training row (either sampler): ``neg_samples``, which defaults to 1
+    for a pairwise model and 0 for any other."""
     from recbole.utils import InputType
     pairwise = getattr(entry_cls, "input_type", None) == InputType.PAIRWISE
     return int(settings.get("neg_samples", 1 if pairwise else 0))

@@ -7,7 +7,9 @@ Two schemes, chosen by the ``train_sampler`` setting:
   users uniformly with replacement and, for each, one of its distinct training items uniformly;
   an epoch is floor(|train| / B) steps, |train| counting every training row (a duplicated row
   counts twice, as the reference counts the rows of train.csv; the entries of ``train`` are row
-  counts, as RecBole's ``inter_matrix`` sums duplicate rows).
+  counts, as RecBole's ``inter_matrix`` sums duplicate rows). With ``neg_samples`` it is also
+  SGL-Torch's PairwiseSamplerV2 (wujcan/SGL-Torch): a user uniformly, one of its items, uniform
+  negatives outside its items, |train| draws per epoch (there the last batch is partial).
 Nothing here reads a value back from the device, so a CUDA training loop never waits on the sampler.
 """
 

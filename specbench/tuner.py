@@ -27,14 +27,15 @@ import io
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
 from pathlib import Path
 
+from specbench import search_space as spaces
 from specbench.atomic_io import atomic_write_text
 from specbench.errors import SpecbenchError
-from specbench import search_space as spaces
 
 log = logging.getLogger("specbench")
 
@@ -61,9 +62,9 @@ def storage(path: Path):
 def study_name(spec: dict, space: dict, protocol: dict) -> str:
     """<dataset>/<backbone>/<method>@<fingerprint of the trial spec, space and protocol>."""
     from specbench.study import canonical_hash
-    print_ = {"layers": spec["layers"], "model": spec["model"], "seed": spec["seed"], "space": space,
-              "protocol": {k: protocol[k] for k in sorted(protocol) if k != "workers"}}
-    return f"{spec['dataset']}/{spec['backbone']}/{spec['method']}@{canonical_hash(print_)}"
+    identity = {"layers": spec["layers"], "model": spec["model"], "seed": spec["seed"], "space": space,
+                "protocol": {k: protocol[k] for k in sorted(protocol) if k != "workers"}}
+    return f"{spec['dataset']}/{spec['backbone']}/{spec['method']}@{canonical_hash(identity)}"
 
 
 def make_pruner(protocol: dict):
@@ -119,7 +120,6 @@ def finished(study) -> int:
 
 def _recover(study) -> list[int]:
     """Mark the running trials of dead workers on this host failed and enqueue their points again."""
-    optuna = _optuna()
     from optuna.trial import TrialState
     retried = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -128,7 +128,6 @@ def _recover(study) -> list[int]:
             if t.params:
                 study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
             retried.append(t.number)
-    del optuna
     return retried
 
 
@@ -239,7 +238,6 @@ def run_worker(spec: dict, space: dict, protocol: dict, journal: Path, progress:
         if finished(study) < target:
             study.optimize(objective, n_trials=target, callbacks=[enough], gc_after_trial=True)
     finally:
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
     return {"journal": str(journal), "study_name": name, "worker": worker_id(), "trials_run": ran,
             "finished": finished(study), "target": target, "seconds": time.perf_counter() - t0}

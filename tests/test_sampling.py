@@ -93,3 +93,20 @@ def test_pair_sampler_visits_every_row_once_with_negatives_outside_training():
         assert np.all(b["neg_item"].numpy() >= 1)
     assert sorted(seen) == sorted(zip(*m.nonzero()))
     assert sampler.steps_per_epoch() == math.ceil(m.nnz / 16)
+
+
+def test_the_user_sampler_draws_negatives_for_a_pairwise_model():
+    """SGL-Torch's PairwiseSamplerV2: a uniform user, one of its items, and a negative outside its items.
+    A pairwise model (SGL) under `train_sampler: users` gets one negative per row, as under `pairs`."""
+    from recbole.model.general_recommender import BPR
+    from specbench.harness import negatives_per_row
+    from specbench.plugins import get_model
+    m, _ = skewed_matrix()
+    dense = m.toarray()
+    sampler = TrainSampler(m, 10, "users", neg_samples=1, seed=2)
+    for b in sampler.epoch():
+        u, neg = b["user"].numpy(), b["neg_item"].numpy()
+        assert np.all(dense[u, neg] == 0) and np.all(neg >= 1)
+    assert negatives_per_row(BPR, {"train_sampler": "users"}) == 1
+    assert negatives_per_row(get_model("DirectSpecPlus").cls, {"train_sampler": "users"}) == 0
+    assert get_model("SGLAdapter").defaults()["train_sampler"] == "users"
