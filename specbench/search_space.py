@@ -85,10 +85,11 @@ def corners(space: dict) -> list[dict]:
 
 def position(rule, value) -> float | None:
     """Where ``value`` lies in its range, 0 (low) to 1 (high), on the log scale for a log range; for a
-    categorical of numbers, its rank among them; None for a categorical of other values."""
+    categorical of at least three numbers, its rank among them; None for any other categorical (with
+    two choices either one is an end: no warning says anything there)."""
     if isinstance(rule, list):
         numeric = sorted({v for v in rule if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        if len(numeric) < 2 or len(numeric) != len(set(rule)) or value not in numeric:
+        if len(numeric) < 3 or len(numeric) != len(set(rule)) or value not in numeric:
             return None
         return numeric.index(value) / (len(numeric) - 1)
     low, high, v = float(rule["low"]), float(rule["high"]), float(value)

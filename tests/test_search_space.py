@@ -34,8 +34,8 @@ def test_edges_are_measured_on_the_log_scale_for_log_ranges():
     assert spaces.edges(SPACE, {"learning_rate": 1.2e-4}) == {"learning_rate": "low"}
     assert spaces.edges(SPACE, {"learning_rate": 1.5e-4}) == {}
     assert spaces.edges(SPACE, {"learning_rate": 0.0095}) == {"learning_rate": "high"}
-    assert spaces.edges(SPACE, {"drop_ratio": 0.3, "n_layers": 3, "kind": "ED"}) == {"drop_ratio": "high",
-                                                                                   "n_layers": "high"}
+    assert spaces.edges(SPACE, {"drop_ratio": 0.3, "n_layers": 3, "kind": "ED"}) == {"drop_ratio": "high"}
+    assert spaces.edges({"k": [64, 128, 256]}, {"k": 64}) == {"k": "low"}  # a choice of three: an end
     assert spaces.position(SPACE["num_clusters"], 100) == pytest.approx(0.5)
 
 
