@@ -224,11 +224,6 @@ class Study:
         return self.sweep_paths()
 
     @property
-    def tuning_caption(self) -> str:
-        from specbench.tuner import caption
-        return caption(self.tuning)
-
-    @property
     def ours(self) -> list[str]:
         """The methods the report compares with the best other method (``report.ours``)."""
         return list((self.config.get("report") or {}).get("ours", []))
