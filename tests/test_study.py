@@ -67,14 +67,18 @@ def test_trials_share_one_budget_and_never_touch_test():
         assert study.search_args(*key).count("--protocol") == 1 and f'"trials": {budget}' in study.search_args(*key)
 
 
-def test_quick_study_restricts_directspec_to_mf():
-    study = Study(yaml.safe_load((REPO / "config" / "quick.yaml").read_text()), root=REPO)
+def test_quick_study_restricts_directspec_and_the_mf_methods_to_mf():
+    config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    study = Study(config, root=REPO)
     combos = {(j.backbone, j.method) for j in study.jobs()}
     assert ("mf", "DirectSpecPlus") in combos and ("lightgcn", "DirectSpecPlus") not in combos
-    # every other method runs on every backbone it defines (MF, LightGCN; filters in their own group)
+    assert ("mf", "DirectAU") in combos and ("lightgcn", "DirectAU") not in combos
+    assert ("lightgcn", "BPR") in combos and ("lightgcn", "SGL") in combos
+    # every method runs on every backbone it defines (MF, LightGCN; filters in their own group) that
+    # the study's `restrict` leaves it
     for name, method in study.methods.items():
-        if name != "DirectSpecPlus":
-            assert {b for b, m in combos if m == name} == set(method.models) & set(study.backbones), name
+        allowed = set(config["restrict"].get(name, study.backbones))
+        assert {b for b, m in combos if m == name} == set(method.models) & set(study.backbones) & allowed, name
     with pytest.raises(SpecbenchError, match="has no 'ngcf' backbone"):
         study.spec("ml100k", "ngcf", "BPR", 0)
 
