@@ -85,9 +85,14 @@ def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:
     return paths
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int = 4, epochs_factor: int = 2,
-              root: Path = Path(".")) -> list[Path]:
-    """Run the check study's searches (Snakemake, ``cores``) and write <reference>/tuning-check.{csv,md}."""
+              workdir: Path = Path(".")) -> list[Path]:
+    """Run the check study's searches (Snakemake on this checkout's Snakefile, ``cores``, in ``workdir``)
+    and write <reference>/tuning-check.{csv,md}."""
+    root = ROOT
     from specbench.schemas import load_yaml
     from specbench.study import Study
     config = check_config(load_yaml(Path(study_file)), trials_factor, epochs_factor)
@@ -97,16 +102,16 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
                              "folder with its tuning choices) first")
     study = Study(config, root=root, source=f"{study_file} (tuning check)")
     targets = [study.chosen_path(*key) for key in study.tuned_keys()]
-    derived = Path(study.paths.results) / "check-study.yaml"
+    derived = Path(workdir) / study.paths.results / "check-study.yaml"
     derived.parent.mkdir(parents=True, exist_ok=True)
     import yaml
     derived.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(Path(root) / "Snakefile"), "--configfile", str(derived),
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--configfile", str(derived.resolve()),
            "--cores", str(cores), "--keep-going", *targets]
-    done = subprocess.run(cmd, cwd=root)
+    done = subprocess.run(cmd, cwd=workdir)
     if done.returncode != 0:
         raise SpecbenchError(f"the check's searches failed (snakemake exit {done.returncode}); rerun to resume them")
-    check = load_choices(Path(study.paths.results) / "tuning")
+    check = load_choices(Path(workdir) / study.paths.results / "tuning")
     table = compare(ref_choices, check)
     command = f"specbench tuning-check --configfile {study_file} --reference {reference}"
     return write_table(table, Path(reference) / "tuning-check", command)

@@ -1,13 +1,19 @@
 """Search spaces as declared in yaml: checked, sampled inside their bounds, edges flagged."""
 
+import json
 import math
+import shutil
+import subprocess
+import sys
 
 import optuna
 import pytest
+import yaml
 
 from specbench import search_space as spaces
 from specbench.errors import SpecbenchError
-from specbench.tuning_check import compare
+from specbench.tuning_check import compare, run_check
+from tests.helpers import REPO
 
 SPACE = {"learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
          "n_layers": [2, 3],
@@ -60,9 +66,7 @@ def test_a_bad_space_names_the_file_and_key(rule, message):
 
 def test_a_bound_outside_the_settings_schema_fails_before_any_job():
     """Study.validate resolves every bound: a drop ratio of 1.5 (schema: < 1) is refused at planning."""
-    import yaml
     from specbench.study import Study
-    from tests.helpers import REPO
     config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
     catalogue = yaml.safe_load((REPO / "config" / "methods.yaml").read_text())
     catalogue["methods"]["SGL"]["search_space"] = {"drop_ratio": {"low": 0.1, "high": 1.5}}
@@ -86,3 +90,28 @@ def test_the_check_table_measures_the_relative_gain():
     assert list(table["within"]) == [True, False]
     with pytest.raises(SpecbenchError, match="the check has no search for d/mf/C"):
         compare({("d", "mf", "C"): chosen(0.2, 8, 60)}, {})
+
+
+def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_path, ml100k_small):
+    """End to end on a 150-user subsample: a one-method study's search, then the check (2x trials,
+    2x epochs) under Snakemake in its own study folder, and the table beside the reference choices."""
+    data = tmp_path / "data"
+    shutil.copytree(ml100k_small, data)
+    study = {"study": "tiny", "datasets": ["ml100k_small"], "backbones": ["mf"], "methods": ["BPR"], "seeds": [0],
+             "data_dir": str(data), "run_settings": {"epochs": 2, "eval_step": 1, "topk": [10, 20],
+                                                     "train_batch_size": 512},
+             "tuning": {"trials": 2, "max_epochs": 4, "eval_step": 2, "patience": 0, "pruner": "none"}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(study))
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(path),
+                           "--cores", "1", "results/tiny/tuning/ml100k_small/mf/BPR/chosen.json"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = run_check(path, tmp_path / "results" / "tiny", cores=1, trials_factor=2, epochs_factor=2,
+                        workdir=tmp_path)
+    table = (tmp_path / "results" / "tiny" / "tuning-check.csv").read_text().splitlines()
+    assert [p.name for p in written] == ["tuning-check.csv", "tuning-check.md"] and len(table) == 2
+    check = json.loads((tmp_path / "results" / "tiny-check" / "tuning" / "ml100k_small" / "mf" / "BPR" /
+                        "chosen.json").read_text())
+    assert len(check["trials"]) == 4 and check["protocol"]["max_epochs"] == 8
+    assert not (tmp_path / "results" / "tiny-check" / "runs").exists()  # only the searches ran
