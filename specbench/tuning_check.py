@@ -11,7 +11,6 @@ as a search four times its size.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from copy import deepcopy
@@ -63,7 +62,9 @@ def _params(chosen: dict) -> str:
 
 
 def load_choices(tuning_dir: Path) -> dict[tuple, dict]:
-    return {tuple(p.parts[-4:-1]): json.loads(p.read_text()) for p in sorted(Path(tuning_dir).glob("*/*/*/chosen.json"))}
+    """{(dataset, backbone, method): chosen.json} of a study's tuning folder."""
+    from specbench.report.leaderboard import load_chosen
+    return load_chosen(sorted(Path(tuning_dir).glob("*/*/*/chosen.json")))
 
 
 def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:

@@ -430,32 +430,16 @@ def test_info_nce_equals_the_log_softmax_form_in_value_and_gradients(n):
     assert torch.allclose(a.grad.double(), c.grad, atol=1e-5) and torch.allclose(b.grad.double(), d.grad, atol=1e-5)
 
 
-def reference_kmeans(x, k, iters=25, generator=None):
-    """contrastive.kmeans as first written (argmin of torch.cdist), to check the faster one against."""
-    n = x.shape[0]
-    k = min(int(k), n)
-    order = torch.randperm(n, generator=generator)[:k]
-    centroids = x[order].clone()
-    for _ in range(iters):
-        assign = torch.cdist(x, centroids).argmin(1)
-        counts = torch.bincount(assign, minlength=k)
-        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
-        filled = counts > 0
-        centroids = torch.where(filled.unsqueeze(1), sums / counts.clamp_min(1).unsqueeze(1).to(x.dtype), centroids)
-        for empty in torch.nonzero(~filled).flatten().tolist():
-            big = int(torch.argmax(counts))
-            centroids[empty] = centroids[big] * (1 + 1 / 1024)
-            centroids[big] = centroids[big] * (1 - 1 / 1024)
-            counts[empty] = counts[big] // 2
-            counts[big] -= counts[empty]
-    return centroids, torch.cdist(x, centroids).argmin(1)
-
-
 @pytest.mark.parametrize("n, k", [(300, 40), (120, 1000), (64, 64)])
-def test_kmeans_is_exactly_the_argmin_formulation(n, k):
+def test_kmeans_is_exactly_the_argmin_formulation(n, k, monkeypatch):
+    """kmeans with its nearest-centroid step as first written (argmin of torch.cdist) gives the same
+    centroids and assignment, ties (repeated rows) and empty clusters included."""
     gen = torch.Generator().manual_seed(n)
     x = torch.randn(n, 8, generator=gen)
     x[: n // 4] = x[n // 4: 2 * (n // 4)]   # repeated rows: exact distance ties, empty clusters
     got = contrastive.kmeans(x, k, generator=torch.Generator().manual_seed(1))
-    want = reference_kmeans(x, k, generator=torch.Generator().manual_seed(1))
+    c = x[: min(k, n)]
+    assert torch.equal(contrastive._nearest(x, c), torch.cdist(x, c).argmin(1))
+    monkeypatch.setattr(contrastive, "_nearest", lambda a, b: torch.cdist(a, b).argmin(1))
+    want = contrastive.kmeans(x, k, generator=torch.Generator().manual_seed(1))
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

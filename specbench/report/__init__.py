@@ -3,17 +3,16 @@ no RecBole, no torch)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from specbench.errors import SpecbenchError
 from specbench.report.claims import claims, write_claims
 from specbench.report.figures import accuracy_time_figure, erank_figure, sensitivity_figure, spectrum_figure
 from specbench.report.records import load_runs
 from specbench.report.tables import (CI_MIN_SEEDS, PRIMARY, efficiency, seeds_phrase, significance, summary,
                                      write_comparison, write_efficiency, write_significance)
 from specbench.report.style import metric_name
-from specbench.report.tuning import load_chosen, tuning_table, write_tuning
+from specbench.report.leaderboard import load_chosen
+from specbench.report.tuning import protocol_caption, tuning_table, write_tuning
 
 
 def _accuracy_caption(table, what="Test accuracy") -> str:
@@ -25,16 +24,6 @@ def _accuracy_caption(table, what="Test accuracy") -> str:
             f"setting), mean ± std over "
             f"{seeds_phrase(table)}{intervals}; full ranking over all items, training items masked; best per "
             "backbone in bold.")
-
-
-def tuning_caption(chosen_paths: list[Path]) -> str:
-    """The tuning protocol of the study's searches (the same for every method), from their chosen.json."""
-    from specbench.tuner import caption
-    protocols = {json.dumps(load_chosen(p).get("protocol"), sort_keys=True) for p in chosen_paths}
-    if len(protocols) > 1:
-        raise SpecbenchError("the searches of one study ran under different tuning protocols: "
-                             + ", ".join(str(p) for p in chosen_paths))
-    return caption(json.loads(protocols.pop())) if protocols else ""
 
 
 def build_report(run_paths: list[Path], out_dir: Path, ours: list[str] = (), ablation: list[str] = (),
@@ -50,7 +39,8 @@ def build_report(run_paths: list[Path], out_dir: Path, ours: list[str] = (), abl
     paper/{abstract,results,discussion,provenance}.tex with ``paper``."""
     runs = load_runs(run_paths)
     trials = load_runs(trial_paths) if trial_paths else []
-    tuned = tuning_caption(chosen_paths)
+    chosen = load_chosen(chosen_paths)
+    tuned = protocol_caption(chosen)
     ours = list(ours)
     tables, figures = Path(out_dir) / "tables", Path(out_dir) / "figures"
     main_runs = [r for r in runs if r["run"]["method"] not in set(ablation) - set(ours)]
@@ -73,7 +63,7 @@ def build_report(run_paths: list[Path], out_dir: Path, ours: list[str] = (), abl
                                     label="tab:ablation")
         table_names.append("ablation")
     if chosen_paths:
-        written += write_tuning(tuning_table(chosen_paths), tables / "tuning",
+        written += write_tuning(tuning_table(chosen), tables / "tuning",
                                 f"Model selection per (dataset, backbone, method). {tuned}")
         table_names.append("tuning")
     eff = efficiency(runs)

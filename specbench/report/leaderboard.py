@@ -675,9 +675,8 @@ def write_leaderboard(run_paths, out_stem: Path, chosen_paths=(), published_path
     figures = sorted(Path(figures_dir).glob("*.png")) if figures_dir and Path(figures_dir).is_dir() else []
     paths = [out_stem.with_suffix(s) for s in (".csv", ".md", ".html")]
     atomic_write_text(paths[0], df.to_csv(index=False))
-    from specbench.tuner import caption
-    protocols = [c["protocol"] for c in chosen.values() if c.get("protocol")]
-    tuning = caption(protocols[0]) if protocols else ""
+    from specbench.report.tuning import protocol_caption
+    tuning = protocol_caption(chosen)
     atomic_write_text(paths[1], to_markdown(df, tolerance, tuning))
     atomic_write_text(paths[2], to_html(df, figures, tolerance, published, ours=ours, rank_by=_common_metric(chosen),
                                         tuning=tuning))

@@ -22,24 +22,21 @@ def _fmt(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def load_chosen(path: Path) -> dict:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SpecbenchError(f"{path}: not a readable chosen.json ({exc})") from None
-    parts = path.parts
-    if len(parts) < 4:
-        raise SpecbenchError(f"{path}: a chosen.json must sit at <dataset>/<backbone>/<method>/chosen.json")
-    data["_key"] = parts[-4:-1]
-    return data
+def protocol_caption(chosen: dict) -> str:
+    """The tuning protocol of a study's searches ({key: chosen.json}, ``leaderboard.load_chosen``) as the
+    captions and the leaderboard print it; the searches of one study must share one protocol."""
+    from specbench.tuner import caption
+    protocols = {json.dumps(c.get("protocol"), sort_keys=True) for c in chosen.values() if c.get("protocol")}
+    if len(protocols) > 1:
+        raise SpecbenchError("the searches of one study ran under different tuning protocols: "
+                             + ", ".join("/".join(k) for k in chosen))
+    return caption(json.loads(protocols.pop())) if protocols else ""
 
 
-def tuning_table(chosen_paths: list[Path]) -> pd.DataFrame:
+def tuning_table(chosen: dict) -> pd.DataFrame:
+    """One row per search of ``chosen`` ({(dataset, backbone, method): chosen.json})."""
     rows = []
-    for path in chosen_paths:
-        c = load_chosen(path)
-        dataset, backbone, method = c["_key"]
+    for (dataset, backbone, method), c in chosen.items():
         trials = c.get("trials", [])
         states = [t.get("state") for t in trials]
         protocol = c.get("protocol") or {}
