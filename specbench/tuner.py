@@ -169,7 +169,7 @@ def run_worker(spec: dict, space: dict, protocol: dict, journal: Path, progress:
     for point in spaces.corners(space):
         resolve(spec, [layer("trial", "a bound of the search space", point)])
     name = study_name(spec, space, protocol)
-    storage(journal)  # creates the folder and file
+    journal.parent.mkdir(parents=True, exist_ok=True)
     with _SetupLock(journal):
         study = open_search(journal, name, protocol)
         retried = _recover(study)
