@@ -63,12 +63,18 @@ test: venv sysdeps
 # DirectSpec+ variants at the published settings first) on CiteULike and Gowalla, each at its own
 # batch size: results/bench/<device kind>-<host>.json. `make bench DEVICE=cuda` times the same on a
 # GPU; BENCH_ARGS passes more options, e.g. --methods, --budget-seconds (see --help).
+# `make bench REFERENCE=<checkout of tanatosuu/directspec>` then times the authors' scripts beside ours,
+# same rows, settings and steps, in alternating processes: results/bench/reference-<device kind>-<host>.json.
+# `specbench estimate --configfile <study>` turns the records into a study's projected wall time.
 DEVICE        ?= cpu
 BENCH_THREADS ?= 1
 BENCH_DATA    ?= citeulike gowalla
+REFERENCE     ?=
 bench: venv
 	$(SNAKE) $(foreach ds,$(BENCH_DATA),data/atomic/$(ds)/stats.json)
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/python -m specbench.bench --device $(DEVICE) --datasets $(BENCH_DATA) $(BENCH_ARGS)
+	$(if $(REFERENCE),OMP_NUM_THREADS=$(BENCH_THREADS) $(BIN)/python -m specbench.bench_reference \
+	  --reference $(REFERENCE) --device $(DEVICE) --datasets $(BENCH_DATA))
 
 # GPU evidence in one device call (gpu/README.md). `make gpu-carry` fills the ignored gpu/carry/ (wheels
 # for Python 3.12, the gzipped atomic CiteULike and Gowalla) and prints the call: carry, command, timeout.

@@ -463,15 +463,11 @@ def extra_layer(values: dict, source: str) -> dict:
 
 def estimate_seconds(bench: dict, dataset: str, method: str, backbone: str, settings: dict) -> float | None:
     """A job's seconds from its bench row (process start, setup, epochs, evaluations), or None."""
-    from specbench.bench import _n_evaluations
-    row = next((r for r in bench.get("results", []) if r.get("status") == "timed" and r.get("dataset") == dataset
-                and r.get("method") == method and r.get("backbone") == backbone), None)
-    if row is None:
+    from specbench.estimate import CostModel
+    cost = CostModel(bench, {}).cost(dataset, method, backbone)
+    if cost is None or cost.extrapolated_from is not None:
         return None
-    epochs = 0 if row.get("training_free") else int(settings["epochs"])
-    per_epoch = (row.get("seconds_per_epoch") or 0.0) + (row.get("epoch_hook_seconds") or 0.0)
-    return ((row.get("import_seconds") or 0.0) + (row.get("build_seconds") or 0.0) + epochs * per_epoch
-            + _n_evaluations(settings, epochs) * (row.get("eval_seconds") or 0.0))
+    return cost.run(settings, 0 if cost.training_free else int(settings["epochs"]))
 
 
 def fidelity_jobs(args, data_dir: Path, results: Path, bench: dict) -> list[Job]:

@@ -206,8 +206,9 @@ SETTING_KEYS = ("learning_rate", "lr_decay", "alpha", "tau", "tau0", "tau1", "sh
 
 
 def time_variant(spec: dict, repeats: int, max_epoch_seconds: float, probe_steps: int = 10, time_eval: bool = False,
-                 lock: Path | None = None) -> dict:
-    """Time ``specbench.training.train_epoch`` (a filter: its fit) on the harness of ``spec``; the measurements."""
+                 lock: Path | None = None, steps: int | None = None) -> dict:
+    """Time ``specbench.training.train_epoch`` (a filter: its fit) on the harness of ``spec``; the measurements.
+    ``steps``: time units of exactly that many steps (after a warm-up of ``probe_steps``) instead of epochs."""
     import torch
 
     from specbench.harness import build, sync
@@ -226,7 +227,7 @@ def time_variant(spec: dict, repeats: int, max_epoch_seconds: float, probe_steps
         build_seconds = time.perf_counter() - t_build
         with timing:
             out = _measure(h, spec, settings, repeats, max_epoch_seconds, probe_steps, time_eval, torch, sync,
-                           evaluate, train_epoch)
+                           evaluate, train_epoch, steps)
     finally:
         timing.__exit__()
     out.update(import_seconds=import_seconds, build_seconds=build_seconds, lock_wait_seconds=timing.waited)
@@ -234,7 +235,7 @@ def time_variant(spec: dict, repeats: int, max_epoch_seconds: float, probe_steps
 
 
 def _measure(h, spec, settings, repeats, max_epoch_seconds, probe_steps, time_eval, torch, sync, evaluate,
-             train_epoch) -> dict:
+             train_epoch, fixed_steps: int | None = None) -> dict:
     device, model, sampler, optimizer, wrap = h.device, h.model, h.sampler, h.optimizer, h.wrap
     steps, cuda = sampler.steps_per_epoch(), device.type == "cuda"
     rss_setup = _peak_rss()
@@ -279,7 +280,9 @@ def _measure(h, spec, settings, repeats, max_epoch_seconds, probe_steps, time_ev
         hook = time.perf_counter() - t0
     model.train()
     probe = timed(_Prefix(sampler, probe_steps)) / probe_steps
-    if probe * steps <= max_epoch_seconds:  # a warm-up epoch, then whole epochs
+    if fixed_steps:  # the probe was the warm-up; units of exactly fixed_steps (bench_reference: the reference's count)
+        unit_steps, warmup = int(fixed_steps), None
+    elif probe * steps <= max_epoch_seconds:  # a warm-up epoch, then whole epochs
         unit_steps, warmup = steps, timed(sampler)
     else:  # the probe was the warm-up; time prefixes of about max_epoch_seconds
         unit_steps, warmup = max(probe_steps, int(max_epoch_seconds / probe)), None
@@ -294,6 +297,7 @@ def _measure(h, spec, settings, repeats, max_epoch_seconds, probe_steps, time_ev
         "seconds_per_epoch_std": float(np.std(per_epoch, ddof=1)) if repeats > 1 else 0.0,
         "seconds_per_epoch_min": float(np.min(per_epoch)), "seconds_per_epoch_max": float(np.max(per_epoch)),
         "seconds_per_epoch_all": per_epoch,
+        "seconds_per_step_all": [e / steps for e in per_epoch],
         # CPU time of this process per epoch: on a busy machine closer to what a quiet one takes (one thread).
         "cpu_seconds_per_epoch": float(np.mean(cpu_seconds[-repeats:])) * steps / unit_steps,
         "peak_rss_bytes_after_setup": rss_setup,
@@ -453,52 +457,21 @@ def _print_row(row: dict) -> None:
               flush=True)
 
 
-# ---- the wall time of a study, projected from a bench record ------------------------------------
-
-def _n_evaluations(settings: dict, epochs: int) -> int:
-    step = max(1, int(settings.get("eval_step") or 1))
-    return epochs // step + (1 if epochs % step else 0) + (1 if settings.get("eval_at_start", True) or not epochs else 0)
-
+# ---- the wall time of a study, projected from a bench record (specbench.estimate schedules it) ----
 
 def project_study(study_file: Path, record: dict, seeds: int = 1) -> dict:
     """Seconds a study takes run one job after another on the bench's device, at ``seeds`` seeds.
 
-    Each job (test run, tuning trial, sweep point) costs the process start and setup its bench row
-    measured (import + build), its epochs x seconds per epoch (plus the epoch hook), and its evaluations
-    x the evaluation's seconds (``--time-eval``; 0 without). A tuned test run is counted at its upper bound,
-    the trials' epochs (the chosen epoch is at most that). A dataset the bench did not time is scaled
-    from the timed dataset nearest in training rows: epochs by training rows, evaluations by users x items
-    (``extrapolated``). A (method, backbone) without a timed row is left out and listed in ``missing``.
+    Each job (test run, tuning trial, sweep point) costs a process start and setup, its epochs and its
+    evaluations (``specbench.estimate.Cost``); a tuned test run and every trial are counted at the upper
+    bound, ``max_epochs``. ``specbench estimate`` schedules the same costs on cores, with searches as one
+    process and the epochs early stopping leaves. A (method, backbone) without a timed row is left out and
+    listed in ``missing``.
     """
-    from specbench.datasets import load_catalog
+    from specbench.estimate import CostModel
     from specbench.study import Study
     study = Study.from_file(study_file, root=ROOT)
-    timed = {(r["dataset"], r["method"], r["backbone"]): r for r in record.get("results", []) if r.get("status", TIMED) == TIMED}
-    benched = sorted({r["dataset"] for r in timed.values()})
-    catalog = load_catalog(study.datasets_yaml)
-
-    measured = {r["dataset"]: (int(r["train_rows"]), int(r["users"]) * int(r["items"])) for r in timed.values()}
-
-    def size(ds) -> tuple[int, int]:
-        """(training rows, users x items): as the bench measured them, else from config/datasets.yaml."""
-        if ds in measured:
-            return measured[ds]
-        d = catalog.get(ds)
-        rows = d.files["train"].rows if "train" in d.files and d.files["train"].rows else None
-        n = {k: (d.id_space or {}).get(k) or (d.expect or {}).get(k) or 0 for k in ("users", "items")}
-        return rows or 0, int(n["users"]) * int(n["items"])
-
-    def row_for(ds, method, backbone):
-        if (ds, method, backbone) in timed:
-            return timed[(ds, method, backbone)], 1.0, 1.0, None
-        have = [b for b in benched if (b, method, backbone) in timed]
-        if not have:
-            return None, None, None, None
-        rows, cells = size(ds)
-        near = min(have, key=lambda b: abs(np.log(max(size(b)[0], 1)) - np.log(max(rows, 1))))
-        r0, c0 = size(near)
-        return timed[(near, method, backbone)], rows / max(r0, 1), cells / max(c0, 1), near
-
+    model = CostModel(record, study.datasets_catalog)
     kept_seeds = study.seeds[:max(1, seeds)]
     jobs = [("run", j.dataset, j.backbone, j.method, j.seed) for j in study.jobs() if j.seed in kept_seeds]
     for key in study.tuned_keys():
@@ -512,26 +485,23 @@ def project_study(study_file: Path, record: dict, seeds: int = 1) -> dict:
             settings = study.settings(ds, bb, method)
             if study.is_tuned(method):
                 settings = {**settings, "epochs": study.tuning["max_epochs"]}  # upper bound
-        elif kind == "trial":  # upper bound: a trial at max_epochs (pruning and early stopping end most sooner)
+        elif kind == "trial":
             settings = study.settings(ds, bb, method, trial=True)
         else:
             settings = study._resolved(kind, ds, bb, method, index).settings
-        row, train_scale, eval_scale, near = row_for(ds, method, bb)
-        if row is None:
+        cost = model.cost(ds, method, bb)
+        if cost is None:
             missing.add(f"{method}/{bb}")
             continue
-        if near is not None:
-            extrapolated[ds] = near
-        epochs = 0 if row.get("training_free") else int(settings["epochs"])
-        per_epoch = (row.get("seconds_per_epoch") or 0.0) + (row.get("epoch_hook_seconds") or 0.0)
-        seconds = ((row.get("import_seconds") or 0.0) + (row.get("build_seconds") or 0.0) * train_scale
-                   + epochs * per_epoch * train_scale
-                   + _n_evaluations(settings, epochs) * (row.get("eval_seconds") or 0.0) * eval_scale)
+        if cost.extrapolated_from is not None:
+            extrapolated[ds] = cost.extrapolated_from
+        seconds = cost.run(settings, int(settings.get("epochs") or 0))
         total += seconds
-        by_kind[kind if kind in ("run", "trial") else "sweep"] = by_kind.get(kind if kind in ("run", "trial") else "sweep", 0.0) + seconds
+        group = kind if kind in ("run", "trial") else "sweep"
+        by_kind[group] = by_kind.get(group, 0.0) + seconds
         by_dataset[ds] = by_dataset.get(ds, 0.0) + seconds
         by_method[f"{method}/{bb}"] = by_method.get(f"{method}/{bb}", 0.0) + seconds
-    evals_timed = any(r.get("eval_seconds") is not None for r in timed.values())
+    evals_timed = any(r.get("eval_seconds") is not None for r in model.timed.values())
     return {
         "study": str(study_file), "seeds": kept_seeds, "jobs": len(jobs), "seconds": total, "hours": total / 3600,
         "by_kind_seconds": by_kind, "by_dataset_seconds": by_dataset,
@@ -566,11 +536,12 @@ def main(argv=None) -> int:
     ap.add_argument("--from", dest="from_record", type=Path, default=None, help="the bench JSON for --project")
     ap.add_argument("--one", nargs=2, metavar=("DATASET", "VARIANT"), help=argparse.SUPPRESS)
     ap.add_argument("--lock", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)  # with --one: units of N steps
     args = ap.parse_args(argv)
     if args.one:
         spec = variant_spec(args.one[0], args.one[1], args.data_dir, args.device)
         print(json.dumps(time_variant(spec, args.repeats, args.max_epoch_seconds, time_eval=args.time_eval,
-                                      lock=args.lock)))
+                                      lock=args.lock, steps=args.steps)))
         return 0
     if args.project:
         if not args.from_record:

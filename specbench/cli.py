@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -156,6 +157,19 @@ def cmd_tuning_check(args):
     print((Path(args.reference) / "tuning-check.md").read_text().split("\n\n", 1)[0])
 
 
+def cmd_estimate(args):
+    from specbench.estimate import default_records, estimate, format_estimate, load_records
+    root = Path(__file__).resolve().parents[1]
+    paths = [Path(p) for p in args.bench] or default_records(root)
+    if not paths:
+        raise SpecbenchError("no bench record under results/bench/: run `make bench` first (or pass --bench)")
+    rows = estimate(Path(args.configfile), load_records(paths), args.cores, args.gpus,
+                    Path(args.calibrate) if args.calibrate else None)
+    print(format_estimate(rows, Path(args.configfile)))
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(rows, indent=1) + "\n")
+
+
 def cmd_report(args):
     from specbench.report import build_report
     written = build_report([Path(p) for p in args.runs], Path(args.out), ours=args.ours, ablation=args.ablation,
@@ -255,6 +269,17 @@ def main(argv=None):
     p.add_argument("--trials-factor", type=int, default=4)
     p.add_argument("--epochs-factor", type=int, default=2)
     p.set_defaults(func=cmd_tuning_check)
+
+    p = sub.add_parser("estimate", help="the projected wall time of a study from bench records (make bench), "
+                                        "on this machine's cores and on a GPU")
+    p.add_argument("--configfile", default="config/paper.yaml", help="the study (default config/paper.yaml)")
+    p.add_argument("--bench", nargs="*", default=[], help="bench JSONs (default: every results/bench/*.json)")
+    p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="parallel CPU jobs (default: this machine's)")
+    p.add_argument("--gpus", type=int, default=1, help="parallel GPU jobs for a GPU record")
+    p.add_argument("--calibrate", default=None, help="a finished study folder whose trials.csv give the epochs "
+                                                      "trials train (default: the committed reference of the study)")
+    p.add_argument("--json", default=None, help="also write the projection as JSON")
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("fetch", help="download or copy a dataset's files into data/raw/<ds>/, checking every checksum")
     p.add_argument("dataset", help="a name in config/datasets.yaml")
