@@ -40,21 +40,43 @@ def check_config(config: dict, trials_factor: int = 4, epochs_factor: int = 2) -
 
 
 def compare(reference: dict[tuple, dict], check: dict[tuple, dict]) -> pd.DataFrame:
-    """One row per search: the study's chosen validation value, the check's, and the relative gain."""
+    """One row per search: the study's chosen validation value, the check's, the relative gain, and how much
+    of it the check's trials reach within the study's epoch cap (``gain_within_study_epochs``, from their
+    validation curves: more trials alone) — so a gain over ``THRESHOLD`` says whether the study lacks
+    trials or epochs (``cause``)."""
     rows = []
     for key in sorted(reference):
         if key not in check:
             raise SpecbenchError(f"the check has no search for {'/'.join(key)}")
         ref, big = reference[key], check[key]
         gain = (big["value"] - ref["value"]) / ref["value"] if ref["value"] else float("nan")
+        cap = int(ref["protocol"]["max_epochs"])
+        capped = best_within(big, cap)
+        gain_capped = (capped - ref["value"]) / ref["value"] if ref["value"] and capped is not None else float("nan")
+        within = bool(gain < THRESHOLD)
+        cause = ("" if within else "unknown: no trials.json" if capped is None
+                 else "trials" if gain_capped >= THRESHOLD else "epochs")
         rows.append({"dataset": key[0], "backbone": key[1], "method": key[2], "metric": ref["metric"],
-                     "trials": len(ref["trials"]), "max_epochs": ref["protocol"]["max_epochs"],
+                     "trials": len(ref["trials"]), "max_epochs": cap,
                      "value": ref["value"], "epoch": ref["best_epoch"],
                      "check_trials": len(big["trials"]), "check_max_epochs": big["protocol"]["max_epochs"],
                      "check_value": big["value"], "check_epoch": big["best_epoch"],
-                     "gain": gain, "within": bool(gain < THRESHOLD),
+                     "gain": gain, "check_value_within_study_epochs": capped,
+                     "gain_within_study_epochs": gain_capped, "within": within, "cause": cause,
                      "chosen": _params(ref), "check_chosen": _params(big)})
     return pd.DataFrame(rows)
+
+
+def best_within(chosen: dict, max_epoch: int) -> float | None:
+    """The best validation value any of a search's trials reached at an epoch <= ``max_epoch`` (their
+    curves, ``trials.json``), or None without curves. A training-free search has no curve: its value."""
+    curves = chosen.get("curves")
+    if curves is None:
+        return None
+    values = [value for curve in curves.values() for epoch, value, *_ in curve if epoch <= max_epoch]
+    if not values:
+        return chosen["value"] if all(not c for c in curves.values()) else None
+    return max(values)
 
 
 def _params(chosen: dict) -> str:
@@ -62,9 +84,17 @@ def _params(chosen: dict) -> str:
 
 
 def load_choices(tuning_dir: Path) -> dict[tuple, dict]:
-    """{(dataset, backbone, method): chosen.json} of a study's tuning folder."""
+    """{(dataset, backbone, method): chosen.json} of a study's tuning folder, each with ``curves`` ({trial:
+    validation curve}) from the trials.json beside it where there is one."""
+    import json
+
     from specbench.report.leaderboard import load_chosen
-    return load_chosen(sorted(Path(tuning_dir).glob("*/*/*/chosen.json")))
+    choices = load_chosen(sorted(Path(tuning_dir).glob("*/*/*/chosen.json")))
+    for key, chosen in choices.items():
+        trials = Path(tuning_dir).joinpath(*key, "trials.json")
+        if trials.is_file():
+            chosen["curves"] = {t["trial"]: t.get("curve") or [] for t in json.loads(trials.read_text())}
+    return choices
 
 
 def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:
@@ -73,13 +103,18 @@ def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:
     caption = (f"Tuning check: each search of the study against the same search with {table['check_trials'].iloc[0]} "
                f"trials and at most {table['check_max_epochs'].iloc[0]} epochs (the study: "
                f"{table['trials'].iloc[0]} and {table['max_epochs'].iloc[0]}). Value: the best validation "
-               f"{table['metric'].iloc[0]} of the chosen trial; gain: (check - study) / study. "
+               f"{table['metric'].iloc[0]} of the chosen trial; gain: (check - study) / study; gain by epoch "
+               f"{table['max_epochs'].iloc[0]}: the same for the best value any check trial reached by the study's "
+               f"epoch cap (its validation curve), i.e. what more trials alone give; cause of a gain of "
+               f"{THRESHOLD:.0%} or more: trials when that part reaches it, else epochs. "
                f"{int(table['within'].sum())} of {len(table)} searches gain less than {THRESHOLD:.0%}; the largest "
                f"gain is {worst:+.1%}. Command: `{command}`.")
-    shown = table.assign(gain=[f"{g:+.1%}" for g in table["gain"]], value=table["value"].round(4),
-                         check_value=table["check_value"].round(4))
-    cols = ["backbone", "method", "value", "epoch", "check_value", "check_epoch", "gain", "within", "chosen",
-            "check_chosen"]
+    pct = lambda col: [f"{g:+.1%}" if g == g else "" for g in table[col]]  # noqa: E731 (NaN: no curves)
+    shown = table.assign(gain=pct("gain"), gain_within_study_epochs=pct("gain_within_study_epochs"),
+                         value=table["value"].round(4), check_value=table["check_value"].round(4))
+    shown = shown.rename(columns={"gain_within_study_epochs": f"gain by epoch {table['max_epochs'].iloc[0]}"})
+    cols = ["backbone", "method", "value", "epoch", "check_value", "check_epoch", "gain",
+            f"gain by epoch {table['max_epochs'].iloc[0]}", "within", "cause", "chosen", "check_chosen"]
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md")]
     atomic_write_text(paths[0], table.to_csv(index=False))
     atomic_write_text(paths[1], caption + "\n\n" + shown[cols].to_markdown(index=False) + "\n")

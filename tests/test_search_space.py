@@ -92,6 +92,24 @@ def test_the_check_table_measures_the_relative_gain():
         compare({("d", "mf", "C"): chosen(0.2, 8, 60)}, {})
 
 
+def test_the_check_table_says_whether_a_gain_needs_more_trials_or_more_epochs():
+    def chosen(value, epochs, curves=None):
+        return {"value": value, "metric": "ndcg@20", "best_epoch": 20, "params": {"lr": 0.01}, "trials": [{}],
+                "protocol": {"max_epochs": epochs}, **({"curves": curves} if curves is not None else {})}
+    study = {k: chosen(0.20, 40) for k in ("A", "B", "C")}
+    check = {  # curves: [epoch, valid value, erank]
+        "A": chosen(0.25, 80, {0: [[20, 0.19, 1], [40, 0.201, 1], [60, 0.25, 1]], 1: [[40, 0.18, 1]]}),  # epochs
+        "B": chosen(0.25, 80, {0: [[20, 0.23, 1], [60, 0.25, 1]], 1: [[40, 0.22, 1]]}),                  # trials
+        "C": chosen(0.203, 80, {0: [[40, 0.203, 1]]}),                                                     # within
+    }
+    table = compare({("d", "mf", k): v for k, v in study.items()}, {("d", "mf", k): v for k, v in check.items()})
+    assert list(table["check_value_within_study_epochs"]) == [0.201, 0.23, 0.203]
+    assert list(table["gain_within_study_epochs"].round(6)) == [0.005, 0.15, 0.015]
+    assert list(table["cause"]) == ["epochs", "trials", ""]
+    no_curves = compare({("d", "mf", "A"): chosen(0.2, 40)}, {("d", "mf", "A"): chosen(0.3, 80)})
+    assert no_curves["gain_within_study_epochs"].isna().all() and list(no_curves["cause"]) == ["unknown: no trials.json"]
+
+
 def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_path, ml100k_small):
     """End to end on a 150-user subsample: a one-method study's search, then the check (2x trials,
     2x epochs) under Snakemake in its own study folder, and the table beside the reference choices."""
