@@ -160,9 +160,8 @@ def run_worker(spec: dict, space: dict, protocol: dict, journal: Path, progress:
     """Add trials to the search in ``journal`` until ``protocol['trials']`` have finished; returns this
     worker's summary (the trials it ran). ``spec`` is the trial spec without the point (validation on)."""
     optuna = _optuna()
-    from specbench.harness import build
     from specbench.settings import layer, resolve
-    from specbench.training import Stop, fit
+    from specbench.training import Stop
 
     journal = Path(journal)
     base = resolve(spec)  # bad settings stop here, before a trial starts
@@ -187,47 +186,21 @@ def run_worker(spec: dict, space: dict, protocol: dict, journal: Path, progress:
     def objective(trial):
         trial.set_user_attr("worker", worker_id())
         params = {k: spaces.suggest(trial, k, rule) for k, rule in space.items()}
-        resolved = resolve(spec, [layer("trial", f"{spec['method']} search space (Optuna trial {trial.number})",
-                                        params)])
-        t0 = time.perf_counter()
-        h = build(spec, resolved.entry, resolved.settings, work, data_cache=cache)
-        trained = h.optimizer is not None
-        curve, best = [], {"value": None, "epoch": None}
 
-        def on_evaluate(entry):
-            if trained and entry["epoch"] == 0:
-                return  # the untrained embeddings are not a setting's result
-            value = float(entry["metrics"][metric])
-            curve.append([entry["epoch"], value, entry["spectrum"].get("erank")])
-            if best["value"] is None or value > best["value"]:
-                best.update(value=value, epoch=entry["epoch"])
-            trial.report(best["value"], entry["epoch"])
+        def report(value, epoch):
+            trial.report(value, epoch)
             if trial.should_prune():
-                raise Stop(f"pruned at epoch {entry['epoch']}")
+                raise Stop(f"pruned at epoch {epoch}")
 
-        state = "complete"
-        try:
-            fitted = fit(h, resolved.settings, None, f"{job} trial {trial.number}", progress=progress,
-                         on_evaluate=on_evaluate)
-            epochs_trained = len(fitted.epochs)
-            stopped = fitted.stopped_early
-        except Stop:
-            state, epochs_trained, stopped = "pruned", curve[-1][0] if curve else 0, None
-        except SpecbenchError as exc:
-            if "diverged" not in str(exc):
-                raise
-            state, epochs_trained, stopped = "diverged", (curve[-1][0] if curve else 0), None
-        trial.set_user_attr("curve", curve)
-        trial.set_user_attr("best_epoch", best["epoch"])
-        trial.set_user_attr("epochs_trained", epochs_trained)
-        trial.set_user_attr("stopped_early", stopped)
-        trial.set_user_attr("seconds", time.perf_counter() - t0)
-        trial.set_user_attr("outcome", state)
+        out = train_setting(spec, params, metric, work, cache, f"{job} trial {trial.number}", progress, report,
+                            source=f"{spec['method']} search space (Optuna trial {trial.number})")
+        for key in ("curve", "best_epoch", "epochs_trained", "stopped_early", "seconds"):
+            trial.set_user_attr(key, out[key])
+        trial.set_user_attr("outcome", out["state"])
         ran.append(trial.number)
-        del h
-        if state != "complete" or best["value"] is None:
-            raise optuna.TrialPruned(state)
-        return best["value"]
+        if out["state"] != "complete" or out["best_value"] is None:
+            raise optuna.TrialPruned(out["state"])
+        return out["best_value"]
 
     def enough(study, _trial):
         if finished(study) >= target:
@@ -241,6 +214,46 @@ def run_worker(spec: dict, space: dict, protocol: dict, journal: Path, progress:
         shutil.rmtree(work, ignore_errors=True)
     return {"journal": str(journal), "study_name": name, "worker": worker_id(), "trials_run": ran,
             "finished": finished(study), "target": target, "seconds": time.perf_counter() - t0}
+
+
+def train_setting(spec: dict, params: dict, metric: str, work: Path, cache: dict, job: str, progress: bool = False,
+                  report=None, source: str = "a search's setting") -> dict:
+    """Train one setting as a trial does (fit carve, scored on valid every ``eval_step``, early stopping):
+    its validation curve ``[[epoch, value, erank], ...]``, best value and epoch, state (complete, pruned,
+    diverged), epochs trained and seconds. ``report(best value so far, epoch)`` after each evaluation may
+    raise ``training.Stop`` (the pruner). The untrained epoch-0 evaluation of a trained model is left out."""
+    from specbench.harness import build
+    from specbench.settings import layer, resolve
+    from specbench.training import Stop, fit
+    resolved = resolve(spec, [layer("trial", source, params)])
+    t0 = time.perf_counter()
+    h = build(spec, resolved.entry, resolved.settings, work, data_cache=cache)
+    trained = h.optimizer is not None
+    curve, best = [], {"value": None, "epoch": None}
+
+    def on_evaluate(entry):
+        if trained and entry["epoch"] == 0:
+            return  # the untrained embeddings are not a setting's result
+        value = float(entry["metrics"][metric])
+        curve.append([entry["epoch"], value, entry["spectrum"].get("erank")])
+        if best["value"] is None or value > best["value"]:
+            best.update(value=value, epoch=entry["epoch"])
+        if report is not None:
+            report(best["value"], entry["epoch"])
+
+    state = "complete"
+    try:
+        fitted = fit(h, resolved.settings, None, job, progress=progress, on_evaluate=on_evaluate)
+        epochs_trained, stopped = len(fitted.epochs), fitted.stopped_early
+    except Stop:
+        state, epochs_trained, stopped = "pruned", curve[-1][0] if curve else 0, None
+    except SpecbenchError as exc:
+        if "diverged" not in str(exc):
+            raise
+        state, epochs_trained, stopped = "diverged", (curve[-1][0] if curve else 0), None
+    del h
+    return {"curve": curve, "best_value": best["value"], "best_epoch": best["epoch"], "state": state,
+            "epochs_trained": epochs_trained, "stopped_early": stopped, "seconds": time.perf_counter() - t0}
 
 
 # ---------------------------------------------------------------- the chosen setting and the trials table

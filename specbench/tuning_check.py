@@ -97,6 +97,60 @@ def load_choices(tuning_dir: Path) -> dict[tuple, dict]:
     return choices
 
 
+def confirm_task(config: dict, key: tuple, params: dict, seed: int, metric: str, out: Path) -> dict:
+    """One retraining of a chosen setting under ``config``'s trial protocol with training seed ``seed``
+    (the same fit/valid carve); cached in ``out`` (JSON), so a rerun only trains what is missing."""
+    import json
+    import tempfile
+
+    from specbench.study import Study
+    from specbench.tuner import train_setting
+    if out.is_file():
+        return json.loads(out.read_text())
+    spec = Study(config, root=ROOT).trial_spec(*key)
+    spec["seed"] = int(seed)
+    with tempfile.TemporaryDirectory(prefix="specbench-confirm-") as work:
+        got = train_setting(spec, {k: v for k, v in params.items() if k != "epochs"}, metric, Path(work), {},
+                            f"{'/'.join(key)} confirm seed {seed}", source="the tuning check's confirmation")
+    got.update(seed=int(seed), params=params)
+    atomic_write_text(out, json.dumps(got, indent=1) + "\n")
+    return got
+
+
+def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, check_choices: dict,
+            seeds: list[int], folder: Path, cores: int = 1) -> pd.DataFrame:
+    """Is a gain over ``THRESHOLD`` real or the luck of the larger search? For each such search, retrain the
+    study's and the check's chosen settings with fresh training seeds, each under its own protocol (the
+    study's or the check's maximum epochs, the same early stopping and carve), and compare the means of
+    their best validation values (the statistic a trial reports): ``confirmed_gain``. Searches within the
+    threshold, and training-free ones (no seed), are not retrained."""
+    from concurrent.futures import ProcessPoolExecutor
+    flagged = [tuple(r) for r in table.loc[~table["within"], ["dataset", "backbone", "method"]].itertuples(index=False)
+               if ref_choices[tuple(r)]["best_epoch"]]
+    tasks = [(cfg, key, chosen[key]["params"], seed, chosen[key]["metric"],
+              Path(folder) / "confirm" / Path(*key) / f"{side}-seed{seed}.json")
+             for key in flagged for side, cfg, chosen in (("study", config, ref_choices), ("check", check, check_choices))
+             for seed in seeds]
+    with ProcessPoolExecutor(max_workers=max(1, cores)) as pool:
+        results = list(pool.map(confirm_task, *zip(*tasks))) if tasks else []
+    values: dict[tuple, dict[str, list]] = {}
+    for (cfg, key, *_), got in zip(tasks, results):
+        side = "study" if cfg is config else "check"
+        values.setdefault(key, {"study": [], "check": []})[side].append(got["best_value"])
+    out = table.copy()
+    for col in ("confirmed_value", "confirmed_check_value", "confirmed_gain"):
+        out[col] = float("nan")
+    out["confirm_seeds"] = ""
+    for i, row in out.iterrows():
+        got = values.get((row["dataset"], row["backbone"], row["method"]))
+        if not got or None in got["study"] + got["check"]:
+            continue
+        a, b = float(pd.Series(got["study"]).mean()), float(pd.Series(got["check"]).mean())
+        out.loc[i, ["confirmed_value", "confirmed_check_value", "confirmed_gain"]] = [a, b, (b - a) / a]
+        out.loc[i, "confirm_seeds"] = " ".join(map(str, seeds))
+    return out
+
+
 def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:
     stem = Path(stem)
     worst = table["gain"].max()
@@ -115,6 +169,13 @@ def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:
     shown = shown.rename(columns={"gain_within_study_epochs": f"gain by epoch {table['max_epochs'].iloc[0]}"})
     cols = ["backbone", "method", "value", "epoch", "check_value", "check_epoch", "gain",
             f"gain by epoch {table['max_epochs'].iloc[0]}", "within", "cause", "chosen", "check_chosen"]
+    if "confirmed_gain" in table and table["confirmed_gain"].notna().any():
+        seeds = next(s for s in table["confirm_seeds"] if s)
+        shown = shown.assign(confirmed_gain=pct("confirmed_gain"))
+        cols.insert(cols.index("within"), "confirmed_gain")
+        caption += (f" Confirmed gain (searches at {THRESHOLD:.0%} or more): both chosen settings retrained with "
+                    f"training seeds {seeds} under their own protocols, (mean check - mean study) / mean study of "
+                    "their best validation values; the part of the gain that is not the larger search's luck.")
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md")]
     atomic_write_text(paths[0], table.to_csv(index=False))
     atomic_write_text(paths[1], caption + "\n\n" + shown[cols].to_markdown(index=False) + "\n")
@@ -125,8 +186,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int = 4, epochs_factor: int = 2,
-              workdir: Path = Path(".")) -> list[Path]:
-    """Run the check study's searches (Snakemake on this checkout's Snakefile, ``cores``, in ``workdir``)
+              workdir: Path = Path("."), confirm_seeds: list[int] | None = None) -> list[Path]:
+    """Run the check study's searches (Snakemake on this checkout's Snakefile, ``cores``, in ``workdir``),
+    retrain the settings of searches that gain ``THRESHOLD`` or more with ``confirm_seeds`` (``confirm``),
     and write <reference>/tuning-check.{csv,md}."""
     root = ROOT
     from specbench.schemas import load_yaml
@@ -149,5 +211,10 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
         raise SpecbenchError(f"the check's searches failed (snakemake exit {done.returncode}); rerun to resume them")
     check = load_choices(Path(workdir) / study.paths.results / "tuning")
     table = compare(ref_choices, check)
-    command = f"specbench tuning-check --configfile {study_file} --reference {reference}"
+    if confirm_seeds:
+        base = load_yaml(Path(study_file))
+        table = confirm(table, base, config, ref_choices, check, list(confirm_seeds),
+                        Path(workdir) / study.paths.results, cores)
+    command = (f"specbench tuning-check --configfile {study_file} --reference {reference}"
+               + (f" --confirm-seeds {' '.join(map(str, confirm_seeds))}" if confirm_seeds else ""))
     return write_table(table, Path(reference) / "tuning-check", command)

@@ -110,7 +110,7 @@ def test_the_check_table_says_whether_a_gain_needs_more_trials_or_more_epochs():
     assert no_curves["gain_within_study_epochs"].isna().all() and list(no_curves["cause"]) == ["unknown: no trials.json"]
 
 
-def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_path, ml100k_small):
+def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_path, ml100k_small, monkeypatch):
     """End to end on a 150-user subsample: a one-method study's search, then the check (2x trials,
     2x epochs) under Snakemake in its own study folder, and the table beside the reference choices."""
     data = tmp_path / "data"
@@ -133,3 +133,17 @@ def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_pat
                         "chosen.json").read_text())
     assert len(check["trials"]) == 4 and check["protocol"]["max_epochs"] == 8
     assert not (tmp_path / "results" / "tiny-check" / "runs").exists()  # only the searches ran
+
+    # the confirmation retrains a chosen setting as its search trained it: with the search's own training
+    # seed (0) it must give back the value the search recorded for that trial (CPU training is deterministic)
+    from specbench.tuning_check import check_config, confirm, load_choices
+    ref = load_choices(tmp_path / "results" / "tiny" / "tuning")
+    big = load_choices(tmp_path / "results" / "tiny-check" / "tuning")
+    flagged = compare(ref, big).assign(within=False)
+    monkeypatch.chdir(tmp_path)  # the study's relative paths, as the CLI runs it
+    out = confirm(flagged, study, check_config(study, 2, 2), ref, big, [0], tmp_path / "confirm-here")
+    key = ("ml100k_small", "mf", "BPR")
+    assert out["confirmed_value"].iloc[0] == pytest.approx(ref[key]["value"], rel=1e-9)
+    assert out["confirmed_check_value"].iloc[0] == pytest.approx(big[key]["value"], rel=1e-9)
+    cached = tmp_path / "confirm-here" / "confirm" / "ml100k_small" / "mf" / "BPR" / "study-seed0.json"
+    assert json.loads(cached.read_text())["seed"] == 0
