@@ -28,6 +28,9 @@ MAWU — Park et al., "Toward a Better Understanding of Loss Functions for Colla
       θ_ui = arccos(ĥ_uᵀ ĥ_i),  δ_ui = 1 − σ(m_u + m_i)   (m_u, m_i ∈ [0, 1] learned per user / item)
       l_MA = −1/B Σ_b cos(min(θ_ui + δ_ui, π))
       L = l_MA + γ1 l_uniform(users) + γ2 l_uniform(items)
+    with l_uniform in the official code's form by default (``uniformity_mean: cells``): the log of the
+    mean over all B² cells of a lower-triangular matrix of exp(−t d²), the B(B+1)/2 zeroed cells at
+    d² = 2; ``uniformity_mean: pairs`` is the paper's mean over distinct pairs.
     The margin form (angular margin 1 − σ(m_u + m_i), clipping of cos to ±(1 − 1e-7) and of the angle
     to [0, π], projection of m onto [0, 1]) is the official code's.
 
@@ -78,31 +81,37 @@ class _PairwiseGaussianLogMean(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, t):
+    def forward(ctx, x, t, cells=False):
         n = x.shape[0]
         e = torch.mm(x * (2.0 * t), x.t()).sub_(2.0 * t).exp_()  # exp(2t x_aᵀx_b − 2t) = exp(−t‖x_a − x_b‖²)
         e.diagonal().zero_()                                                         # pairs a ≠ b only
         s = e.sum()
-        ctx.save_for_backward(x, e, s)
+        # cells: the official MAWU code's mean over all n² cells of a lower-triangular matrix, whose
+        # n(n+1)/2 zeroed cells count as distance² 2: log((s/2 + n(n+1)/2·e^{−2t}) / n²).
+        pad = n * (n + 1) * math.exp(-2.0 * t) if cells else 0.0        # 2·(n(n+1)/2)·e^{−2t}
+        ctx.save_for_backward(x, e, s + pad)
         ctx.t = t
-        return s.div(n * (n - 1)).log()
+        return (s + pad).div(2 * n * n).log() if cells else s.div(n * (n - 1)).log()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         x, e, s = ctx.saved_tensors
-        return (e @ x).mul_(grad * (4.0 * ctx.t) / s), None
+        return (e @ x).mul_(grad * (4.0 * ctx.t) / s), None, None
 
 
-def uniformity(h: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+def uniformity(h: torch.Tensor, t: float = 2.0, cells: bool = False) -> torch.Tensor:
     """l_uniform: log of the mean of exp(−t‖x̂_a − x̂_b‖²) over the B(B−1)/2 pairs a < b of rows.
 
     Computed from the Gram matrix of the x̂ (‖x̂_a − x̂_b‖² = 2 − 2 x̂_aᵀx̂_b, see
     ``_PairwiseGaussianLogMean``): the value and gradient of torch.pdist's form, several times faster.
-    A batch of one row has no pair: 0 (the last batch of an epoch can be that small)."""
+    A batch of one row has no pair: 0 (the last batch of an epoch can be that small).
+    ``cells``: the official MAWU code's form (see ``_PairwiseGaussianLogMean``): the same direction
+    of gradient, scaled by S / (S + n(n+1)e^{−2t}) (S the sum over a ≠ b): about ½ for spread rows,
+    → 1 as they concentrate."""
     if len(h) < 2:
         return h.sum() * 0.0
-    return _PairwiseGaussianLogMean.apply(F.normalize(h, dim=1), float(t))
+    return _PairwiseGaussianLogMean.apply(F.normalize(h, dim=1), float(t), bool(cells))
 
 
 def margin_alignment(hu: torch.Tensor, hi: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
@@ -199,6 +208,7 @@ class MAWU(_Aligned):
         super().__init__(config, dataset)
         self.gamma1, self.gamma2 = float(config["gamma1"]), float(config["gamma2"])
         self.t = float(config["uniformity_t"])
+        self.cells = config["uniformity_mean"] == "cells"
         self.user_margin = nn.Embedding(self.n_users, 1)
         self.item_margin = nn.Embedding(self.n_items, 1)
         nn.init.xavier_normal_(self.user_margin.weight), nn.init.xavier_normal_(self.item_margin.weight)
@@ -213,7 +223,7 @@ class MAWU(_Aligned):
         self._project_margins()  # projected gradient: margins live in [0, 1]
         margin = self.user_margin(users) + self.item_margin(items)
         return (margin_alignment(hu, hi, margin)
-                + self.gamma1 * uniformity(hu, self.t) + self.gamma2 * uniformity(hi, self.t))
+                + self.gamma1 * uniformity(hu, self.t, self.cells) + self.gamma2 * uniformity(hi, self.t, self.cells))
 
 
 class NonContrastiveCL(_Aligned):

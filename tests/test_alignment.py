@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from specbench_models import alignment as family
 from tests.helpers import build_model, make_spec, read_split
@@ -36,6 +37,15 @@ def np_uniformity(x, t=2.0):
     x = unit(x)
     terms = [math.exp(-t * ((x[a] - x[b]) ** 2).sum()) for a in range(len(x)) for b in range(a + 1, len(x))]
     return math.log(sum(terms) / len(terms))
+
+
+def np_uniformity_cells(x, t=2.0):
+    """MAWU's official l_uniform (psm1206/MAWU uniformity_dot), transcribed: the cosine matrix with its
+    diagonal and upper triangle set to 0 (torch.tril(., -1)), then exp(-t (2 - 2 cos)) averaged over
+    all B^2 cells, then the log."""
+    x = unit(x)
+    cos = np.tril(x @ x.T, -1)
+    return math.log(np.exp(-t * (2 - 2 * cos)).mean())
 
 
 def np_margin_alignment(u, i, mu, mi):
@@ -129,12 +139,30 @@ def test_mawu_loss_is_margin_alignment_plus_weighted_uniformities(build):
     mu = model.user_margin.weight[torch.tensor(USERS), 0].double().tolist()
     mi = model.item_margin.weight[torch.tensor(ITEMS), 0].double().tolist()
     u, i = representations(model)
-    expected = np_margin_alignment(u, i, mu, mi) + 0.9 * np_uniformity(u) + 0.2 * np_uniformity(i)
-    assert loss_of(model) == pytest.approx(expected, rel=1e-5)
+    expected = np_margin_alignment(u, i, mu, mi) + 0.9 * np_uniformity_cells(u) + 0.2 * np_uniformity_cells(i)
+    assert loss_of(model) == pytest.approx(expected, rel=1e-5)  # the default: the official code's uniformity
     # The weights are per side: swapping them changes the loss by (0.9 - 0.2)(U_items - U_users).
-    swapped = expected + 0.7 * (np_uniformity(i) - np_uniformity(u))
+    swapped = expected + 0.7 * (np_uniformity_cells(i) - np_uniformity_cells(u))
     model.gamma1, model.gamma2 = 0.2, 0.9
     assert loss_of(model) == pytest.approx(swapped, rel=1e-5)
+    model.cells = False  # uniformity_mean: pairs, the paper's mean over distinct pairs
+    pairs = np_margin_alignment(u, i, mu, mi) + 0.2 * np_uniformity(u) + 0.9 * np_uniformity(i)
+    assert loss_of(model) == pytest.approx(pairs, rel=1e-5)
+
+
+@pytest.mark.parametrize("n, t", [(2, 2.0), (7, 2.0), (300, 1.0)])
+def test_cells_uniformity_equals_the_official_form_in_value_and_gradient(n, t):
+    # the official uniformity_dot, written out in torch (float64) and differentiated by autograd
+    gen = torch.Generator().manual_seed(n)
+    a = torch.randn(n, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = a.detach().clone().requires_grad_(True)
+    got = family.uniformity(a, t, cells=True)
+    x = F.normalize(b, dim=1)
+    want = torch.exp(-t * (2 - 2 * torch.tril(x @ x.t(), diagonal=-1))).mean().log()
+    got.backward(), want.backward()
+    assert float(got.detach()) == pytest.approx(float(want.detach()), abs=1e-12)
+    assert float(got.detach()) == pytest.approx(np_uniformity_cells(a.detach().numpy(), t), abs=1e-12)
+    assert torch.allclose(a.grad, b.grad, rtol=1e-9, atol=1e-12)
 
 
 def test_mawu_margins_by_hand_and_their_projection(build):
@@ -360,7 +388,8 @@ def test_uniformity_gradient_weights_each_pair_like_the_loop_formula():
     assert float(family.uniformity(h, 2.0)) == pytest.approx(np_uniformity(h.numpy()), abs=1e-12)
 
 
-@pytest.mark.parametrize("model_name, params", [("DirectAU", {"gamma": 0.7}), ("MAWU", {"gamma1": 0.9, "gamma2": 0.2})])
+@pytest.mark.parametrize("model_name, params", [("DirectAU", {"gamma": 0.7}),
+                                                ("MAWU", {"gamma1": 0.9, "gamma2": 0.2, "uniformity_mean": "pairs"})])
 def test_directau_and_mawu_losses_use_the_pdist_uniformity(build, model_name, params):
     # a real batch of 300 rows with repeated users and items: the model's loss and gradients equal
     # the same loss with the pdist uniformity swapped in
@@ -376,7 +405,7 @@ def test_directau_and_mawu_losses_use_the_pdist_uniformity(build, model_name, pa
     model.zero_grad()
     original = family.uniformity
     try:
-        family.uniformity = pdist_uniformity
+        family.uniformity = lambda h, t, cells=False: pdist_uniformity(h, t)
         want = model.calculate_loss(inter)
     finally:
         family.uniformity = original
