@@ -1,5 +1,9 @@
 """Is the study's tuning budget enough? The same searches, larger, against the study's choices.
 
+Every finished search of the check (journal, trials, choice) and every confirmation run is copied to
+``<reference>/tuning-check/`` and restored from there before the next check, so a check resumes from
+what was committed; delete a search's folder there to redo it (e.g. after its model changed).
+
 ``specbench tuning-check`` (``make tuning-check``) derives from a study a check study
 (``<study>-check``: ``trials`` x 4 and ``max_epochs`` x 2 by default, everything else the same, the
 test runs left out), runs its searches under Snakemake (only the tuning jobs: no test split is
@@ -151,6 +155,17 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
     return out
 
 
+def copy_missing(src: Path, dst: Path, exclude: tuple = ()) -> None:
+    """Copy the files under ``src`` that ``dst`` lacks (the check's searches and confirmations, between the
+    work folder and the committed reference); never overwrites."""
+    import shutil
+    for path in sorted(Path(src).rglob("*")) if Path(src).is_dir() else []:
+        target = Path(dst) / path.relative_to(src)
+        if path.is_file() and not target.exists() and not path.name.endswith(exclude or ("\0",)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+
 def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:
     stem = Path(stem)
     worst = table["gain"].max()
@@ -199,6 +214,9 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
         raise SpecbenchError(f"{reference}/tuning holds no chosen.json: run the study (or point --reference at a "
                              "folder with its tuning choices) first")
     study = Study(config, root=root, source=f"{study_file} (tuning check)")
+    here, kept = Path(workdir) / study.paths.results, Path(reference) / "tuning-check"
+    for part in ("tuning", "confirm"):  # resume from what an earlier check committed
+        copy_missing(kept / part, here / part)
     targets = [study.chosen_path(*key) for key in study.tuned_keys()]
     derived = Path(workdir) / study.paths.results / "check-study.yaml"
     derived.parent.mkdir(parents=True, exist_ok=True)
@@ -207,14 +225,19 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
     cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--configfile", str(derived.resolve()),
            "--cores", str(cores), "--keep-going", *targets]
     done = subprocess.run(cmd, cwd=workdir)
+    finished = [p.parent for p in (here / "tuning").glob("*/*/*/chosen.json")]
+    for search in finished:  # keep every finished search beside the table, so that no rerun repeats it
+        copy_missing(search, kept / "tuning" / search.relative_to(here / "tuning"), exclude=(".setup",))
     if done.returncode != 0:
         raise SpecbenchError(f"the check's searches failed (snakemake exit {done.returncode}); rerun to resume them")
     check = load_choices(Path(workdir) / study.paths.results / "tuning")
     table = compare(ref_choices, check)
     if confirm_seeds:
         base = load_yaml(Path(study_file))
-        table = confirm(table, base, config, ref_choices, check, list(confirm_seeds),
-                        Path(workdir) / study.paths.results, cores)
+        try:
+            table = confirm(table, base, config, ref_choices, check, list(confirm_seeds), here, cores)
+        finally:
+            copy_missing(here / "confirm", kept / "confirm")
     command = (f"specbench tuning-check --configfile {study_file} --reference {reference}"
                + (f" --confirm-seeds {' '.join(map(str, confirm_seeds))}" if confirm_seeds else ""))
     return write_table(table, Path(reference) / "tuning-check", command)

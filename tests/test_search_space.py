@@ -133,6 +133,16 @@ def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_pat
                         "chosen.json").read_text())
     assert len(check["trials"]) == 4 and check["protocol"]["max_epochs"] == 8
     assert not (tmp_path / "results" / "tiny-check" / "runs").exists()  # only the searches ran
+    kept = tmp_path / "results" / "tiny" / "tuning-check" / "tuning" / "ml100k_small" / "mf" / "BPR"
+    assert json.loads((kept / "chosen.json").read_text()) == check and (kept / "optuna.journal").exists()
+    assert not list(kept.glob("*.setup"))
+
+    # a later check on a fresh work folder resumes from the committed searches: no trial is added
+    shutil.rmtree(tmp_path / "results" / "tiny-check")
+    run_check(path, tmp_path / "results" / "tiny", cores=1, trials_factor=2, epochs_factor=2, workdir=tmp_path)
+    again = json.loads((tmp_path / "results" / "tiny-check" / "tuning" / "ml100k_small" / "mf" / "BPR" /
+                        "chosen.json").read_text())
+    assert [t["trial"] for t in again["trials"]] == [0, 1, 2, 3] and again["params"] == check["params"]
 
     # the confirmation retrains a chosen setting as its search trained it: with the search's own training
     # seed (0) it must give back the value the search recorded for that trial (CPU training is deterministic)
