@@ -163,3 +163,21 @@ def test_inner_product_scores_reuse_representations_in_evaluation_until_a_parame
     model.train()
     model.full_sort_predict({"u": users}), model.full_sort_predict({"u": users})
     assert model.calls == 4  # never cached while training
+
+
+def test_lightgcn_adapter_draws_the_authors_init_and_keeps_recboles_model(ml100k_small):
+    """BPR on LightGCN: RecBole's LightGCN, tables from N(0, 0.1²) as gusye1234/LightGCN-PyTorch draws
+    them (init: normal), or RecBole's Xavier-uniform draw (init: xavier_uniform), bound sqrt(6/(n+d))."""
+    import math
+
+    from recbole.model.general_recommender.lightgcn import LightGCN
+
+    from tests.helpers import build_model
+    normal = build_model("LightGCNAdapter", ml100k_small)
+    assert type(normal).__mro__[1] is LightGCN  # every computation is RecBole's
+    for table in (normal.user_embedding.weight, normal.item_embedding.weight):
+        assert float(table.std()) == pytest.approx(0.1, rel=0.03) and abs(float(table.mean())) < 0.005
+    xavier = build_model("LightGCNAdapter", ml100k_small, init="xavier_uniform")
+    for table in (xavier.user_embedding.weight, xavier.item_embedding.weight):
+        bound = math.sqrt(6 / sum(table.shape))
+        assert float(table.abs().max()) <= bound and float(table.abs().max()) > 0.95 * bound

@@ -13,6 +13,7 @@ METHOD_CITES = {
     "PositivesOnly": ["peng2024balancing"],
     # baselines
     "BPR": ["rendle2009bpr"], "LightGCN": ["he2020lightgcn", "rendle2009bpr"],
+    "LightGCNAdapter": ["he2020lightgcn", "rendle2009bpr"],
     "DirectAU": ["wang2022directau"], "MAWU": ["park2023mawu"], "NonContrastiveCL": ["chen2024ncl"],
     "SSM": ["wu2024ssm"], "SimGCL": ["yu2022simgcl"], "XSimGCL": ["yu2024xsimgcl"],
     "SGL": ["wu2021sgl"], "SGLAdapter": ["wu2021sgl"], "NCL": ["lin2022ncl"], "NCLAdapter": ["lin2022ncl"],
