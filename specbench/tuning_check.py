@@ -166,7 +166,8 @@ def copy_missing(src: Path, dst: Path, exclude: tuple = ()) -> None:
             shutil.copy2(path, target)
 
 
-def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:
+def write_table(table: pd.DataFrame, stem: Path, command: str, unfinished: list | None = None) -> list[Path]:
+    """The table as CSV and Markdown; ``unfinished`` searches (not yet in the check) are named in the caption."""
     stem = Path(stem)
     worst = table["gain"].max()
     caption = (f"Tuning check: each search of the study against the same search with {table['check_trials'].iloc[0]} "
@@ -177,7 +178,9 @@ def write_table(table: pd.DataFrame, stem: Path, command: str) -> list[Path]:
                f"epoch cap (its validation curve), i.e. what more trials alone give; cause of a gain of "
                f"{THRESHOLD:.0%} or more: trials when that part reaches it, else epochs. "
                f"{int(table['within'].sum())} of {len(table)} searches gain less than {THRESHOLD:.0%}; the largest "
-               f"gain is {worst:+.1%}. Command: `{command}`.")
+               f"gain is {worst:+.1%}. Command: `{command}`."
+               + (f" **Partial: {len(unfinished)} searches not finished yet** ({', '.join('/'.join(k[1:]) for k in unfinished)})."
+                  if unfinished else ""))
     pct = lambda col: [f"{g:+.1%}" if g == g else "" for g in table[col]]  # noqa: E731 (NaN: no curves)
     shown = table.assign(gain=pct("gain"), gain_within_study_epochs=pct("gain_within_study_epochs"),
                          value=table["value"].round(4), check_value=table["check_value"].round(4))
@@ -228,11 +231,10 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
     finished = [p.parent for p in (here / "tuning").glob("*/*/*/chosen.json")]
     for search in finished:  # keep every finished search beside the table, so that no rerun repeats it
         copy_missing(search, kept / "tuning" / search.relative_to(here / "tuning"), exclude=(".setup",))
-    if done.returncode != 0:
-        raise SpecbenchError(f"the check's searches failed (snakemake exit {done.returncode}); rerun to resume them")
     check = load_choices(Path(workdir) / study.paths.results / "tuning")
-    table = compare(ref_choices, check)
-    if confirm_seeds:
+    unfinished = sorted(k for k in ref_choices if k not in check)
+    table = compare({k: v for k, v in ref_choices.items() if k in check}, check)
+    if confirm_seeds and not table.empty:
         base = load_yaml(Path(study_file))
         try:
             table = confirm(table, base, config, ref_choices, check, list(confirm_seeds), here, cores)
@@ -240,4 +242,8 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
             copy_missing(here / "confirm", kept / "confirm")
     command = (f"specbench tuning-check --configfile {study_file} --reference {reference}"
                + (f" --confirm-seeds {' '.join(map(str, confirm_seeds))}" if confirm_seeds else ""))
-    return write_table(table, Path(reference) / "tuning-check", command)
+    written = write_table(table, Path(reference) / "tuning-check", command, unfinished) if not table.empty else []
+    if done.returncode != 0 or unfinished:  # what finished is in the table; the rest resumes on a rerun
+        raise SpecbenchError(f"the check's searches failed (snakemake exit {done.returncode}); unfinished: "
+                             f"{', '.join('/'.join(k) for k in unfinished) or 'none'}; rerun to resume them")
+    return written

@@ -92,7 +92,7 @@ def test_the_check_table_measures_the_relative_gain():
         compare({("d", "mf", "C"): chosen(0.2, 8, 60)}, {})
 
 
-def test_the_check_table_says_whether_a_gain_needs_more_trials_or_more_epochs():
+def test_the_check_table_says_whether_a_gain_needs_more_trials_or_more_epochs(tmp_path):
     def chosen(value, epochs, curves=None):
         return {"value": value, "metric": "ndcg@20", "best_epoch": 20, "params": {"lr": 0.01}, "trials": [{}],
                 "protocol": {"max_epochs": epochs}, **({"curves": curves} if curves is not None else {})}
@@ -106,6 +106,9 @@ def test_the_check_table_says_whether_a_gain_needs_more_trials_or_more_epochs():
     assert list(table["check_value_within_study_epochs"]) == [0.201, 0.23, 0.203]
     assert list(table["gain_within_study_epochs"].round(6)) == [0.005, 0.15, 0.015]
     assert list(table["cause"]) == ["epochs", "trials", ""]
+    from specbench.tuning_check import write_table
+    md = write_table(table, tmp_path / "check", "cmd", unfinished=[("d", "lightgcn", "D")])[1].read_text()
+    assert "**Partial: 1 searches not finished yet** (lightgcn/D)" in md and md.count("\n| mf ") == 3
     no_curves = compare({("d", "mf", "A"): chosen(0.2, 40)}, {("d", "mf", "A"): chosen(0.3, 80)})
     assert no_curves["gain_within_study_epochs"].isna().all() and list(no_curves["cause"]) == ["unknown: no trials.json"]
 
