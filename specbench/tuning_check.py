@@ -204,10 +204,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int = 4, epochs_factor: int = 2,
-              workdir: Path = Path("."), confirm_seeds: list[int] | None = None) -> list[Path]:
+              workdir: Path = Path("."), confirm_seeds: list[int] | None = None, search: bool = True) -> list[Path]:
     """Run the check study's searches (Snakemake on this checkout's Snakefile, ``cores``, in ``workdir``),
     retrain the settings of searches that gain ``THRESHOLD`` or more with ``confirm_seeds`` (``confirm``),
-    and write <reference>/tuning-check.{csv,md}."""
+    and write <reference>/tuning-check.{csv,md}. ``search=False``: no search runs, the table of what has
+    finished (here or committed) is written."""
     root = ROOT
     from specbench.schemas import load_yaml
     from specbench.study import Study
@@ -227,7 +228,7 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
     derived.write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--configfile", str(derived.resolve()),
            "--cores", str(cores), "--keep-going", *targets]
-    done = subprocess.run(cmd, cwd=workdir)
+    done = subprocess.run(cmd, cwd=workdir) if search else subprocess.CompletedProcess(cmd, 0)
     finished = [p.parent for p in (here / "tuning").glob("*/*/*/chosen.json")]
     for search in finished:  # keep every finished search beside the table, so that no rerun repeats it
         copy_missing(search, kept / "tuning" / search.relative_to(here / "tuning"), exclude=(".setup",))

@@ -146,6 +146,12 @@ def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_pat
     again = json.loads((tmp_path / "results" / "tiny-check" / "tuning" / "ml100k_small" / "mf" / "BPR" /
                         "chosen.json").read_text())
     assert [t["trial"] for t in again["trials"]] == [0, 1, 2, 3] and again["params"] == check["params"]
+    # --table-only: no Snakemake, the table from what is committed
+    shutil.rmtree(tmp_path / "results" / "tiny-check")
+    (tmp_path / "results" / "tiny" / "tuning-check.md").unlink()
+    written = run_check(path, tmp_path / "results" / "tiny", cores=1, trials_factor=2, epochs_factor=2,
+                        workdir=tmp_path, search=False)
+    assert [p.name for p in written] == ["tuning-check.csv", "tuning-check.md"] and written[1].exists()
 
     # the confirmation retrains a chosen setting as its search trained it: with the search's own training
     # seed (0) it must give back the value the search recorded for that trial (CPU training is deterministic)
