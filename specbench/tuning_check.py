@@ -1,8 +1,8 @@
 """Is the study's tuning budget enough? The same searches, larger, against the study's choices.
 
-Every finished search of the check (journal, trials, choice) and every confirmation run is copied to
-``<reference>/tuning-check/`` and restored from there before the next check, so a check resumes from
-what was committed; delete a search's folder there to redo it (e.g. after its model changed).
+Every search of the check (its journal, and once finished its trials and choice) and every confirmation
+run is copied to ``<reference>/tuning-check/`` and restored from there before the next check, so a check
+resumes from what was committed; delete a search's folder there to redo it (e.g. after its model changed).
 
 ``specbench tuning-check`` (``make tuning-check``) derives from a study a check study
 (``<study>-check``: ``trials`` x 4 and ``max_epochs`` x 2 by default, everything else the same, the
@@ -155,13 +155,14 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
     return out
 
 
-def copy_missing(src: Path, dst: Path, exclude: tuple = ()) -> None:
+def copy_missing(src: Path, dst: Path, exclude: tuple = (), overwrite: bool = False) -> None:
     """Copy the files under ``src`` that ``dst`` lacks (the check's searches and confirmations, between the
-    work folder and the committed reference); never overwrites."""
+    work folder and the committed reference); ``overwrite``: also those it has (the work folder's are newer).
+    Names ending in one of ``exclude`` are left out."""
     import shutil
     for path in sorted(Path(src).rglob("*")) if Path(src).is_dir() else []:
         target = Path(dst) / path.relative_to(src)
-        if path.is_file() and not target.exists() and not path.name.endswith(exclude or ("\0",)):
+        if path.is_file() and (overwrite or not target.exists()) and not path.name.endswith(tuple(exclude)):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
 
@@ -229,9 +230,11 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
     cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--configfile", str(derived.resolve()),
            "--cores", str(cores), "--keep-going", *targets]
     done = subprocess.run(cmd, cwd=workdir) if search else subprocess.CompletedProcess(cmd, 0)
-    finished = [p.parent for p in (here / "tuning").glob("*/*/*/chosen.json")]
-    for search in finished:  # keep every finished search beside the table, so that no rerun repeats it
-        copy_missing(search, kept / "tuning" / search.relative_to(here / "tuning"), exclude=(".setup",))
+    # keep every search beside the table, finished (chosen.json) or not (its journal resumes), so that no
+    # rerun repeats a trial; the work folder's copy is the newer one
+    for journal in (here / "tuning").glob("*/*/*/optuna.journal"):
+        copy_missing(journal.parent, kept / "tuning" / journal.parent.relative_to(here / "tuning"),
+                     exclude=(".setup",), overwrite=True)
     check = load_choices(Path(workdir) / study.paths.results / "tuning")
     unfinished = sorted(k for k in ref_choices if k not in check)
     table = compare({k: v for k, v in ref_choices.items() if k in check}, check)
