@@ -247,7 +247,11 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
     command = (f"specbench tuning-check --configfile {study_file} --reference {reference}"
                + (f" --confirm-seeds {' '.join(map(str, confirm_seeds))}" if confirm_seeds else ""))
     written = write_table(table, Path(reference) / "tuning-check", command, unfinished) if not table.empty else []
-    if done.returncode != 0 or unfinished:  # what finished is in the table; the rest resumes on a rerun
+    if done.returncode != 0:  # what finished is in the table; the rest resumes on a rerun
         raise SpecbenchError(f"the check's searches failed (snakemake exit {done.returncode}); unfinished: "
                              f"{', '.join('/'.join(k) for k in unfinished) or 'none'}; rerun to resume them")
+    if unfinished:
+        raise SpecbenchError(f"{len(unfinished)} of the check's searches are not finished "
+                             f"({', '.join('/'.join(k) for k in unfinished)}): the table has the others; "
+                             "rerun without --table-only to finish them")
     return written
