@@ -103,14 +103,17 @@ def load_choices(tuning_dir: Path) -> dict[tuple, dict]:
 
 def confirm_task(config: dict, key: tuple, params: dict, seed: int, metric: str, out: Path) -> dict:
     """One retraining of a chosen setting under ``config``'s trial protocol with training seed ``seed``
-    (the same fit/valid carve); cached in ``out`` (JSON), so a rerun only trains what is missing."""
+    (the same fit/valid carve); cached in ``out`` (JSON) with the settings it trained, so a rerun only
+    trains what is missing or what a changed choice needs."""
     import json
     import tempfile
 
     from specbench.study import Study
     from specbench.tuner import train_setting
     if out.is_file():
-        return json.loads(out.read_text())
+        cached = json.loads(out.read_text())
+        if cached.get("params") == params:  # a choice that changed since is retrained
+            return cached
     spec = Study(config, root=ROOT).trial_spec(*key)
     spec["seed"] = int(seed)
     with tempfile.TemporaryDirectory(prefix="specbench-confirm-") as work:
