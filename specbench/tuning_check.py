@@ -246,7 +246,7 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
         try:
             table = confirm(table, base, config, ref_choices, check, list(confirm_seeds), here, cores)
         finally:
-            copy_missing(here / "confirm", kept / "confirm")
+            copy_missing(here / "confirm", kept / "confirm", overwrite=True)
     command = (f"specbench tuning-check --configfile {study_file} --reference {reference}"
                + (f" --confirm-seeds {' '.join(map(str, confirm_seeds))}" if confirm_seeds else ""))
     written = write_table(table, Path(reference) / "tuning-check", command, unfinished) if not table.empty else []
