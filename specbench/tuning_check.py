@@ -138,8 +138,12 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
               Path(folder) / "confirm" / Path(*key) / f"{side}-seed{seed}.json")
              for key in flagged for side, cfg, chosen in (("study", config, ref_choices), ("check", check, check_choices))
              for seed in seeds]
-    with ProcessPoolExecutor(max_workers=max(1, cores)) as pool:
-        results = list(pool.map(confirm_task, *zip(*tasks))) if tasks else []
+    if cores <= 1 or len(tasks) <= 1:  # in this process
+        results = [confirm_task(*task) for task in tasks]
+    else:  # fresh interpreters: a fork of a process with threads (torch's, a test runner's) can deadlock
+        import multiprocessing
+        with ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(confirm_task, *zip(*tasks)))
     values: dict[tuple, dict[str, list]] = {}
     for (cfg, key, *_), got in zip(tasks, results):
         side = "study" if cfg is config else "check"
