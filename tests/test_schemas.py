@@ -134,7 +134,7 @@ def test_a_method_entry_with_a_misspelt_key(tmp_path):
 def test_every_problem_of_a_catalogue_is_reported_at_once(tmp_path):
     bad = _copy(tmp_path, CONFIG / "methods.yaml", "    fixed: {merge: early}",
                 "    fixd: {merge: early}\n    tune: 'no'\n    params: {k: 3}")
-    bad = _copy(tmp_path, bad, "model: {mf: BPR, lightgcn: LightGCN}", "model: {mf: BPR, lgcn: LightGCN}")
+    bad = _copy(tmp_path, bad, "model: {mf: BPR, lightgcn: LightGCNAdapter}", "model: {mf: BPR, lgcn: LightGCNAdapter}")
     bad = _copy(tmp_path, bad, "      alpha: {low: 0.05, high: 1.5, log: true}", "      alpha: []")
     lines = _error(schemas.check_file, bad, "methods").splitlines()
     tune = _line_of(bad, "tune: 'no'")
