@@ -117,8 +117,8 @@ def sha256(path: Path) -> str:
 
 # ---- the child: one of the authors' scripts, stopped after warmup + steps training steps ----------
 
-def run_child(script: Path, script_argv: list[str], steps: int, warmup: int, device: str) -> dict:
-    """Execute ``script`` here (cwd holds its data) and return its timing; ends the process (never returns)."""
+def run_child(script: Path, script_argv: list[str], steps: int, warmup: int, device: str) -> None:
+    """Execute ``script`` here (cwd holds its data), print its timing as JSON and end the process there."""
     import runpy
 
     import torch
@@ -126,9 +126,8 @@ def run_child(script: Path, script_argv: list[str], steps: int, warmup: int, dev
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.set_device(torch.device(device))
-    else:  # the scripts put every tensor on the GPU; on a CPU that is the identity
-        torch.Tensor.cuda = lambda self, *a, **k: self
-        torch.nn.Module.cuda = lambda self, *a, **k: self
+    else:
+        _cuda_as_identity(torch)
     backward, calls, clock = torch.Tensor.backward, [0], {}
 
     def timed_backward(self, *a, **k):
@@ -153,6 +152,12 @@ def run_child(script: Path, script_argv: list[str], steps: int, warmup: int, dev
     sys.argv = [str(script), *script_argv]
     runpy.run_path(str(script), run_name="__main__")
     raise SystemExit(f"{script.name} ended after {calls[0]} training steps, before {warmup + steps}")
+
+
+def _cuda_as_identity(torch) -> None:
+    """The scripts put every tensor (and module) on the GPU with ``.cuda()``; on a CPU that is the identity."""
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    torch.nn.Module.cuda = lambda self, *a, **k: self
 
 
 def _peak_rss() -> int:
@@ -319,7 +324,7 @@ def _run_plain(script: Path, argv: list[str], device: str) -> int:
 
     import torch
     if not device.startswith("cuda"):
-        torch.Tensor.cuda = lambda self, *a, **k: self
+        _cuda_as_identity(torch)
     sys.argv = [str(script), *argv]
     runpy.run_path(str(script), run_name="__main__")
     return 0

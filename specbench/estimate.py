@@ -106,8 +106,9 @@ class Job:
     name: str
     kind: str               # search, run, sweep
     seconds: float
-    after: str | None = None
+    after: str | None = None       # the search (a ``group``) this job waits for
     upper_seconds: float = 0.0
+    group: str | None = None       # a search's name, shared by its workers
 
 
 @dataclass
@@ -162,7 +163,8 @@ def study_jobs(study, model: CostModel, calibration: Calibration) -> tuple[list[
             mine = len(range(w, trials, workers))
             expected = cost.setup + mine * cost.run(settings, epochs, setup=False)
             upper = cost.setup + mine * cost.run(settings, max_epochs, setup=False)
-            jobs.append(Job(f"search {ds}/{bb}/{method} worker {w}", "search", expected, upper_seconds=upper))
+            jobs.append(Job(f"search {ds}/{bb}/{method} worker {w}", "search", expected, upper_seconds=upper,
+                            group=f"search {ds}/{bb}/{method}"))
     for job in study.jobs():
         ds, bb, method = job.dataset, job.backbone, job.method
         cost = model.cost(ds, method, bb)
@@ -199,11 +201,11 @@ def makespan(jobs: list[Job], slots: int, upper: bool = False) -> float:
     waiting = {j.name: j for j in jobs if j.after}
     ready = [(-cost[j.name], j.name) for j in jobs if not j.after]
     heapq.heapify(ready)
+    group_of = {j.name: j.group for j in jobs}
     searches_left: dict[str, int] = {}
     for j in jobs:
-        if j.kind == "search":
-            group = j.name.rsplit(" worker ", 1)[0]
-            searches_left[group] = searches_left.get(group, 0) + 1
+        if j.group:
+            searches_left[j.group] = searches_left.get(j.group, 0) + 1
     running: list[tuple[float, str]] = []  # (end time, name)
     now, free = 0.0, slots
     while ready or running:
@@ -213,8 +215,8 @@ def makespan(jobs: list[Job], slots: int, upper: bool = False) -> float:
             free -= 1
         now, name = heapq.heappop(running)
         free += 1
-        group = name.rsplit(" worker ", 1)[0]
-        if group in searches_left:
+        group = group_of[name]
+        if group:
             searches_left[group] -= 1
             if searches_left[group] == 0:
                 for other in [w for w in waiting.values() if w.after == group]:

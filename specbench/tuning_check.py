@@ -73,14 +73,10 @@ def compare(reference: dict[tuple, dict], check: dict[tuple, dict]) -> pd.DataFr
 
 def best_within(chosen: dict, max_epoch: int) -> float | None:
     """The best validation value any of a search's trials reached at an epoch <= ``max_epoch`` (their
-    curves, ``trials.json``), or None without curves. A training-free search has no curve: its value."""
-    curves = chosen.get("curves")
-    if curves is None:
-        return None
-    values = [value for curve in curves.values() for epoch, value, *_ in curve if epoch <= max_epoch]
-    if not values:
-        return chosen["value"] if all(not c for c in curves.values()) else None
-    return max(values)
+    curves, ``trials.json``; a training-free search's is its one evaluation, at epoch 0), or None."""
+    values = [value for curve in (chosen.get("curves") or {}).values() for epoch, value, *_ in curve
+              if epoch <= max_epoch]
+    return max(values) if values else None
 
 
 def _params(chosen: dict) -> str:
@@ -134,10 +130,12 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
     from concurrent.futures import ProcessPoolExecutor
     flagged = [tuple(r) for r in table.loc[~table["within"], ["dataset", "backbone", "method"]].itertuples(index=False)
                if ref_choices[tuple(r)]["best_epoch"]]
+    sides = [(key, side, cfg, chosen) for key in flagged
+             for side, cfg, chosen in (("study", config, ref_choices), ("check", check, check_choices))]
     tasks = [(cfg, key, chosen[key]["params"], seed, chosen[key]["metric"],
               Path(folder) / "confirm" / Path(*key) / f"{side}-seed{seed}.json")
-             for key in flagged for side, cfg, chosen in (("study", config, ref_choices), ("check", check, check_choices))
-             for seed in seeds]
+             for key, side, cfg, chosen in sides for seed in seeds]
+    task_sides = [(key, side) for key, side, _, _ in sides for _ in seeds]
     if cores <= 1 or len(tasks) <= 1:  # in this process
         results = [confirm_task(*task) for task in tasks]
     else:  # fresh interpreters: a fork of a process with threads (torch's, a test runner's) can deadlock
@@ -145,8 +143,7 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
         with ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(confirm_task, *zip(*tasks)))
     values: dict[tuple, dict[str, list]] = {}
-    for (cfg, key, *_), got in zip(tasks, results):
-        side = "study" if cfg is config else "check"
+    for (key, side), got in zip(task_sides, results):
         values.setdefault(key, {"study": [], "check": []})[side].append(got["best_value"])
     out = table.copy()
     for col in ("confirmed_value", "confirmed_check_value", "confirmed_gain"):
@@ -230,7 +227,7 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
     for part in ("tuning", "confirm"):  # resume from what an earlier check committed
         copy_missing(kept / part, here / part)
     targets = [study.chosen_path(*key) for key in study.tuned_keys()]
-    derived = Path(workdir) / study.paths.results / "check-study.yaml"
+    derived = here / "check-study.yaml"
     derived.parent.mkdir(parents=True, exist_ok=True)
     import yaml
     derived.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -242,7 +239,7 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
     for journal in (here / "tuning").glob("*/*/*/optuna.journal"):
         copy_missing(journal.parent, kept / "tuning" / journal.parent.relative_to(here / "tuning"),
                      exclude=(".setup",), overwrite=True)
-    check = load_choices(Path(workdir) / study.paths.results / "tuning")
+    check = load_choices(here / "tuning")
     unfinished = sorted(k for k in ref_choices if k not in check)
     table = compare({k: v for k, v in ref_choices.items() if k in check}, check)
     if confirm_seeds and not table.empty:

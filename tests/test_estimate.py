@@ -15,7 +15,7 @@ def test_evaluations_counted_as_a_run_makes_them():
 
 
 def test_list_schedule_by_hand():
-    jobs = [Job("search a worker 0", "search", 10), Job("search a worker 1", "search", 6),
+    jobs = [Job("search a worker 0", "search", 10, group="search a"), Job("search a worker 1", "search", 6, group="search a"),
             Job("run a seed 0", "run", 5, after="search a"), Job("run b seed 0", "run", 12)]
     # 2 slots: t=0 b(12) and a0(10); t=10 a1(6) -> 16; t=12 idle; the search ends at 16, run a 16 -> 21
     assert makespan(jobs, 2) == 21
@@ -74,7 +74,7 @@ def test_more_cores_never_take_longer():
     assert spans == sorted(spans, reverse=True)
     assert spans[0] == pytest.approx(sum(j.seconds for j in jobs))
     assert spans[-1] == pytest.approx(max(
-        max((j.seconds for j in jobs if j.name.startswith(r.after + " worker")), default=0) + r.seconds
+        max((j.seconds for j in jobs if j.group == r.after), default=0) + r.seconds
         if r.after else r.seconds for r in jobs))
 
 
