@@ -238,6 +238,35 @@ def discover() -> dict[str, ModelEntry]:
     return _discover(extra_dirs())
 
 
+def _package_module(obj):
+    """The module ``obj`` (a module, class or function) comes from when that is models/ or a
+    $SPECBENCH_MODELS folder, else None."""
+    name = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None)
+    module = sys.modules.get(name) if isinstance(name, str) and name.startswith(PACKAGE) else None
+    return module if getattr(module, "__file__", None) else None
+
+
+def code_fingerprint(name: str) -> str:
+    """A hash of the code and defaults that make model ``name`` what it is: the files of its classes
+    (its own and every base class from models/ or a $SPECBENCH_MODELS folder), of the modules,
+    functions and classes those files take from the same place, and its yaml. A search keyed by it
+    never resumes after the model changed (specbench/tuner.py). RecBole and torch are pinned by the
+    environment, so a built-in model's fingerprint is RecBole's version."""
+    entry = get_model(name)
+    if entry.source == "recbole":
+        import recbole
+        return f"recbole-{recbole.__version__}"
+    modules = {m for c in entry.cls.__mro__ if (m := _package_module(c))}
+    modules |= {m for module in list(modules) for obj in vars(module).values() if (m := _package_module(obj))}
+    files = {Path(m.__file__) for m in modules}
+    if entry.defaults_file is not None and Path(entry.defaults_file).is_file():
+        files.add(Path(entry.defaults_file))
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.name):
+        digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def get_model(name: str) -> ModelEntry:
     """The model called ``name``; an unknown name fails with the list of known ones."""
     registry = discover()

@@ -12,7 +12,8 @@ The search lives in an Optuna journal file beside the chosen setting
 it and adds trials until ``trials`` have finished (complete or pruned), and several workers (local
 processes, SLURM jobs on a shared file system) can add trials to the same search. A trial left
 running by a dead worker on this host is marked failed and its point tried again. The study name
-carries a fingerprint of the protocol and space, so a changed search never resumes an old one.
+carries a fingerprint of the protocol, space and model code (not of the trial budget), so a changed
+search never resumes an old one, and a larger budget continues the smaller search.
 
 ``export`` (``specbench select``) reads the journal and writes chosen.json (the best complete
 trial's settings, with ``epochs`` = its best validation epoch), trials.csv and trials.json (every
@@ -59,11 +60,24 @@ def storage(path: Path):
     return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
 
 
+# Protocol keys that size a search rather than define it: more trials (or workers) continue the same one.
+BUDGET_KEYS = ("trials", "workers")
+
+
 def study_name(spec: dict, space: dict, protocol: dict) -> str:
-    """<dataset>/<backbone>/<method>@<fingerprint of the trial spec, space and protocol>."""
+    """<dataset>/<backbone>/<method>@<fingerprint of the trial spec, space, protocol and model code>.
+
+    The trial budget is not part of it: raising ``trials`` adds trials to the same search (its first
+    trials are the smaller search's, and ``export`` chooses among the first ``trials`` only). Nor are the
+    layers' sources (which file set a value, with its path: the same search runs from any checkout).
+    Anything else that changes a trial (settings, space, pruner, sampler start, the model's files:
+    ``plugins.code_fingerprint``) names a new search, so an old journal never resumes under it."""
+    from specbench.plugins import code_fingerprint
     from specbench.study import canonical_hash
-    identity = {"layers": spec["layers"], "model": spec["model"], "seed": spec["seed"], "space": space,
-                "protocol": {k: protocol[k] for k in sorted(protocol) if k != "workers"}}
+    layers = [{k: v for k, v in item.items() if k != "source"} for item in spec["layers"]]  # not where they came from
+    identity = {"layers": layers, "model": spec["model"], "seed": spec["seed"], "space": space,
+                "protocol": {k: protocol[k] for k in sorted(protocol) if k not in BUDGET_KEYS},
+                "code": code_fingerprint(spec["model"])}
     return f"{spec['dataset']}/{spec['backbone']}/{spec['method']}@{canonical_hash(identity)}"
 
 
@@ -282,13 +296,15 @@ def export(journal: Path, name: str, space: dict, protocol: dict, out: Path) -> 
     try:
         study = optuna.load_study(study_name=name, storage=storage(journal))
     except KeyError:
-        raise SpecbenchError(f"{journal} holds no search {name!r} (the protocol or space changed since it ran?); "
-                             "rerun the tuning job") from None
-    rows = trial_rows(study)
-    done = sum(r["state"] in ("complete", "pruned", "diverged") for r in rows)
-    if done < int(protocol["trials"]):
-        raise SpecbenchError(f"{journal}: {done} of {protocol['trials']} trials of {name} have finished; rerun the "
-                             "tuning job to add the rest")
+        raise SpecbenchError(f"{journal} holds no search {name!r} (the protocol, space or model code changed since "
+                             "it ran?); rerun the tuning job") from None
+    budget, rows = int(protocol["trials"]), trial_rows(study)
+    finished_numbers = sorted(r["trial"] for r in rows if r["state"] in ("complete", "pruned", "diverged"))
+    if len(finished_numbers) < budget:
+        raise SpecbenchError(f"{journal}: {len(finished_numbers)} of {budget} trials of {name} have finished; rerun "
+                             "the tuning job to add the rest")
+    # the budget's trials: those up to its last finished one (a larger search's later trials do not count)
+    rows = [r for r in rows if r["trial"] <= finished_numbers[budget - 1]]
     complete = [r for r in rows if r["state"] == "complete"]
     if not complete:
         raise SpecbenchError(f"{journal}: every trial of {name} was pruned or diverged; widen the search space")

@@ -2,7 +2,8 @@
 
 Every search of the check (its journal, and once finished its trials and choice) and every confirmation
 run is copied to ``<reference>/tuning-check/`` and restored from there before the next check, so a check
-resumes from what was committed; delete a search's folder there to redo it (e.g. after its model changed).
+resumes from what was committed (``restore_searches``): a larger budget continues a kept search, and a
+kept search whose protocol, space or model code changed is deleted there and runs again.
 
 ``specbench tuning-check`` (``make tuning-check``) derives from a study a check study
 (``<study>-check``: ``trials`` x 4 and ``max_epochs`` x 2 by default, everything else the same, the
@@ -99,23 +100,25 @@ def load_choices(tuning_dir: Path) -> dict[tuple, dict]:
 
 def confirm_task(config: dict, key: tuple, params: dict, seed: int, metric: str, out: Path) -> dict:
     """One retraining of a chosen setting under ``config``'s trial protocol with training seed ``seed``
-    (the same fit/valid carve); cached in ``out`` (JSON) with the settings it trained, so a rerun only
-    trains what is missing or what a changed choice needs."""
+    (the same fit/valid carve); cached in ``out`` (JSON) with the settings it trained and the search it
+    belongs to (``search_identity``), so a rerun only trains what is missing, what a changed choice needs
+    and what a changed protocol or model makes stale."""
     import json
     import tempfile
 
     from specbench.study import Study
     from specbench.tuner import train_setting
+    identity = search_identity(config, key)
     if out.is_file():
         cached = json.loads(out.read_text())
-        if cached.get("params") == params:  # a choice that changed since is retrained
+        if cached.get("params") == params and cached.get("search") == identity:  # else retrained
             return cached
     spec = Study(config, root=ROOT).trial_spec(*key)
     spec["seed"] = int(seed)
     with tempfile.TemporaryDirectory(prefix="specbench-confirm-") as work:
         got = train_setting(spec, {k: v for k, v in params.items() if k != "epochs"}, metric, Path(work), {},
                             f"{'/'.join(key)} confirm seed {seed}", source="the tuning check's confirmation")
-    got.update(seed=int(seed), params=params)
+    got.update(seed=int(seed), params=params, search=identity)
     atomic_write_text(out, json.dumps(got, indent=1) + "\n")
     return got
 
@@ -157,6 +160,50 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
         out.loc[i, ["confirmed_value", "confirmed_check_value", "confirmed_gain"]] = [a, b, (b - a) / a]
         out.loc[i, "confirm_seeds"] = " ".join(map(str, seeds))
     return out
+
+
+def search_identity(config: dict, key: tuple) -> str:
+    """The Optuna study name the search ``key`` (dataset, backbone, method) of study ``config`` runs under
+    (specbench.tuner.study_name: its trial spec, space, protocol and model code, not its trial budget)."""
+    from specbench.study import Study
+    from specbench.tuner import study_name
+    study = Study(config, root=ROOT)
+    return study_name(study.trial_spec(*key), study.search_space(key[2], key[1]), study.tuning)
+
+
+def restore_searches(kept: Path, here: Path, config: dict) -> list[str]:
+    """Copy the kept searches of the check study ``config`` into its work folder ``here`` where they are
+    still its searches: a finished one whole when its study name and budget are the current ones, only
+    its journal when the budget changed (the search continues; a smaller one exports its first trials),
+    an unfinished one's journal when it holds the current study. A kept search under another name (its protocol, space or model changed) is stale:
+    it is deleted from ``kept`` (git keeps its history) and runs again. Returns the stale ones."""
+    import json
+    import shutil
+
+    import optuna
+
+    from specbench.study import Study, tuning_protocol
+    from specbench.tuner import JOURNAL, storage
+    budget, stale = int(tuning_protocol(config["tuning"])["trials"]), []
+    searches = set(Study(config, root=ROOT).tuned_keys())
+    for journal in sorted(Path(kept).glob(f"*/*/*/{JOURNAL}")):
+        folder = journal.parent
+        key = folder.relative_to(kept).parts
+        if key not in searches:  # a search this study no longer has: left where it is
+            continue
+        name = search_identity(config, key)
+        chosen = folder / "chosen.json"
+        done = json.loads(chosen.read_text()) if chosen.is_file() else None
+        if done and done.get("study_name") == name and int(done["protocol"]["trials"]) == budget:
+            copy_missing(folder, Path(here) / Path(*key))
+        elif name in optuna.get_all_study_names(storage(journal)):
+            # the journal alone: its choice, trials and worker summaries are the smaller budget's, and
+            # without them Snakemake runs the search's workers again, which add the missing trials
+            copy_missing(folder, Path(here) / Path(*key), exclude=(".json", ".csv"))
+        else:
+            shutil.rmtree(folder)
+            stale.append("/".join(key))
+    return stale
 
 
 def copy_missing(src: Path, dst: Path, exclude: tuple = (), overwrite: bool = False) -> None:
@@ -224,8 +271,11 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
                              "folder with its tuning choices) first")
     study = Study(config, root=root, source=f"{study_file} (tuning check)")
     here, kept = Path(workdir) / study.paths.results, Path(reference) / "tuning-check"
-    for part in ("tuning", "confirm"):  # resume from what an earlier check committed
-        copy_missing(kept / part, here / part)
+    stale = restore_searches(kept / "tuning", here / "tuning", config)  # resume from what an earlier check kept
+    if stale:
+        print(f"tuning check: {len(stale)} kept searches ran under another protocol, space or model code and run "
+              f"again: {', '.join(stale)}", file=sys.stderr)
+    copy_missing(kept / "confirm", here / "confirm")
     targets = [study.chosen_path(*key) for key in study.tuned_keys()]
     derived = here / "check-study.yaml"
     derived.parent.mkdir(parents=True, exist_ok=True)

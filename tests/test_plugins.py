@@ -163,3 +163,22 @@ def test_extra_folders_import_their_files_by_location_without_sys_path(tmp_path,
     assert module.NAME == "ToyShared" and Path(module.__file__) == tmp_path / "toy.py"
     # the repository's models/ named again is the package, not a second copy of it
     assert registry["DirectSpecPlus"].cls.__module__ == "specbench_models.directspec"
+
+
+def test_the_code_fingerprint_follows_the_model_files_and_nothing_else(tmp_path, fresh_registry):
+    (tmp_path / "_shared.py").write_text("def helper():\n    return 1\n")
+    (tmp_path / "toy.py").write_text(toy_plugin() + "\nfrom ._shared import helper  # a function it uses\n")
+    (tmp_path / "ToyPop.yaml").write_text("learning_rate: 0.5\n")
+    (tmp_path / "unrelated.txt").write_text("notes\n")
+    fresh_registry.setenv("SPECBENCH_MODELS", str(tmp_path))
+    first = plugins.code_fingerprint("ToyPop")
+    (tmp_path / "unrelated.txt").write_text("other notes\n")
+    assert plugins.code_fingerprint("ToyPop") == first
+    changed = []
+    for name, text in [("ToyPop.yaml", "learning_rate: 0.25\n"), ("_shared.py", "def helper():\n    return 2\n"),
+                       ("toy.py", (tmp_path / "toy.py").read_text() + "# edited\n")]:
+        (tmp_path / name).write_text(text)
+        changed.append(plugins.code_fingerprint("ToyPop"))
+    assert len({first, *changed}) == 4  # every edit of the model's own files is a new fingerprint
+    # a RecBole built-in is pinned by the environment: its fingerprint is RecBole's version
+    assert plugins.code_fingerprint("BPR") == f"recbole-{__import__('recbole').__version__}"

@@ -166,3 +166,17 @@ def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_pat
     assert out["confirmed_check_value"].iloc[0] == pytest.approx(big[key]["value"], rel=1e-9)
     cached = tmp_path / "confirm-here" / "confirm" / "ml100k_small" / "mf" / "BPR" / "study-seed0.json"
     assert json.loads(cached.read_text())["seed"] == 0
+
+    # a larger budget continues the kept search: its journal is restored, not its choice
+    work = tmp_path / "results" / "tiny-check"
+    shutil.rmtree(work)
+    run_check(path, tmp_path / "results" / "tiny", cores=1, trials_factor=3, epochs_factor=2, workdir=tmp_path)
+    grown = json.loads((work / "tuning" / "ml100k_small" / "mf" / "BPR" / "chosen.json").read_text())
+    assert [t["trial"] for t in grown["trials"]] == list(range(6)) and grown["study_name"] == check["study_name"]
+    assert [t["params"] for t in grown["trials"][:4]] == [t["params"] for t in check["trials"]]
+    # another epoch cap is another search: the kept one is stale, deleted from the kept folder and run again
+    shutil.rmtree(work)
+    run_check(path, tmp_path / "results" / "tiny", cores=1, trials_factor=2, epochs_factor=3, workdir=tmp_path)
+    other = json.loads((kept / "chosen.json").read_text())
+    assert other["protocol"]["max_epochs"] == 12 and other["study_name"] != check["study_name"]
+    assert [t["trial"] for t in other["trials"]] == [0, 1, 2, 3]

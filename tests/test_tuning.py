@@ -194,3 +194,31 @@ def test_two_workers_on_one_journal_lose_no_trials(tmp_path, carved):
     assert not set(runs[0]) & set(runs[1])
     assert sorted(runs[0] + runs[1]) == [r["trial"] for r in rows]
     assert all(r["state"] == "complete" for r in rows) and len(rows) >= 8
+
+
+def test_a_larger_budget_continues_the_search_and_export_keeps_to_the_budget(tmp_path, carved, searched):
+    spec, p6, _, _ = searched
+    spec, p4, journal, _ = tune(tmp_path, carved, "grow", trials=4)
+    four = params_of(journal, spec, p4)
+    assert study_name(spec, SPACE, p4) == study_name(spec, SPACE, p6)  # the budget is not the search's identity
+    export(journal, study_name(spec, SPACE, p4), SPACE, p4, tmp_path / "four" / "chosen.json")
+    _, _, _, summary = tune(tmp_path, carved, "grow", trials=6)
+    assert summary["trials_run"] == [4, 5] and params_of(journal, spec, p6)[:4] == four  # continued, none redone
+    # chosen among the first 4 trials only, as the 4-trial search chose
+    again = export(journal, study_name(spec, SPACE, p4), SPACE, p4, tmp_path / "again" / "chosen.json")
+    assert again == json.loads((tmp_path / "four" / "chosen.json").read_text())
+    assert len(again["trials"]) == 4
+    assert export(journal, study_name(spec, SPACE, p6), SPACE, p6, tmp_path / "six" / "chosen.json")["trials"][-1][
+        "trial"] == 5
+    # a changed sampler start is another search
+    assert study_name(spec, SPACE, {**p6, "startup_trials": 3}) != study_name(spec, SPACE, p6)
+
+
+def test_the_search_name_follows_values_not_the_files_that_set_them(carved):
+    spec, p = trial_spec(carved)
+    moved = json.loads(json.dumps(spec))
+    for item in moved["layers"]:
+        item["source"] = "/another/checkout/" + item["source"]
+    assert study_name(moved, SPACE, p) == study_name(spec, SPACE, p)
+    moved["layers"][0]["values"]["train_batch_size"] = 512
+    assert study_name(moved, SPACE, p) != study_name(spec, SPACE, p)
