@@ -175,8 +175,9 @@ def restore_searches(kept: Path, here: Path, config: dict) -> list[str]:
     """Copy the kept searches of the check study ``config`` into its work folder ``here`` where they are
     still its searches: a finished one whole when its study name and budget are the current ones, only
     its journal when the budget changed (the search continues; a smaller one exports its first trials),
-    an unfinished one's journal when it holds the current study. A kept search under another name (its protocol, space or model changed) is stale:
-    it is deleted from ``kept`` (git keeps its history) and runs again. Returns the stale ones."""
+    an unfinished one's journal when it holds the current study. A kept search under another name (its
+    protocol, space or model changed) is stale: it is deleted from ``kept`` (git keeps its history) and
+    runs again. Returns the stale ones."""
     import json
     import shutil
 
