@@ -108,12 +108,13 @@ def confirm_task(config: dict, key: tuple, params: dict, seed: int, metric: str,
 
     from specbench.study import Study
     from specbench.tuner import train_setting
-    identity = search_identity(config, key)
+    study = Study(config, root=ROOT)
+    identity = search_identity(study, key)
     if out.is_file():
         cached = json.loads(out.read_text())
         if cached.get("params") == params and cached.get("search") == identity:  # else retrained
             return cached
-    spec = Study(config, root=ROOT).trial_spec(*key)
+    spec = study.trial_spec(*key)
     spec["seed"] = int(seed)
     with tempfile.TemporaryDirectory(prefix="specbench-confirm-") as work:
         got = train_setting(spec, {k: v for k, v in params.items() if k != "epochs"}, metric, Path(work), {},
@@ -162,12 +163,10 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
     return out
 
 
-def search_identity(config: dict, key: tuple) -> str:
-    """The Optuna study name the search ``key`` (dataset, backbone, method) of study ``config`` runs under
+def search_identity(study, key: tuple) -> str:
+    """The Optuna study name the search ``key`` (dataset, backbone, method) of ``study`` (a Study) runs under
     (specbench.tuner.study_name: its trial spec, space, protocol and model code, not its trial budget)."""
-    from specbench.study import Study
     from specbench.tuner import study_name
-    study = Study(config, root=ROOT)
     return study_name(study.trial_spec(*key), study.search_space(key[2], key[1]), study.tuning)
 
 
@@ -183,16 +182,16 @@ def restore_searches(kept: Path, here: Path, config: dict) -> list[str]:
 
     import optuna
 
-    from specbench.study import Study, tuning_protocol
+    from specbench.study import Study
     from specbench.tuner import JOURNAL, storage
-    budget, stale = int(tuning_protocol(config["tuning"])["trials"]), []
-    searches = set(Study(config, root=ROOT).tuned_keys())
+    study = Study(config, root=ROOT)
+    budget, searches, stale = int(study.tuning["trials"]), set(study.tuned_keys()), []
     for journal in sorted(Path(kept).glob(f"*/*/*/{JOURNAL}")):
         folder = journal.parent
         key = folder.relative_to(kept).parts
         if key not in searches:  # a search this study no longer has: left where it is
             continue
-        name = search_identity(config, key)
+        name = search_identity(study, key)
         chosen = folder / "chosen.json"
         done = json.loads(chosen.read_text()) if chosen.is_file() else None
         if done and done.get("study_name") == name and int(done["protocol"]["trials"]) == budget:
