@@ -8,6 +8,7 @@ rule sweep_run:
         PATHS.sweep_run,
     params:
         spec=lambda w: study.spec_json(w.sweep, w.dataset, w.backbone, w.method, w.point, w.seed),
+        code=lambda w: study.model_code(w.backbone, w.method),
     log:
         PATHS.log(PATHS.sweep_run),
     threads: 1

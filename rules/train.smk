@@ -10,6 +10,7 @@ rule train:
     params:
         spec=lambda w: study.spec_json("run", w.dataset, w.backbone, w.method, w.seed),
         tuned=lambda w, input: f"--tuned {input.tuned}" if input.tuned else "",
+        code=lambda w: study.model_code(w.backbone, w.method),  # a changed model reruns its runs
     log:
         PATHS.log(PATHS.run),
     threads: 1

@@ -23,6 +23,7 @@ rule tune:
         PATHS.tune_worker,
     params:
         args=lambda w: study.search_args(w.dataset, w.backbone, w.method),
+        code=lambda w: study.model_code(w.backbone, w.method),  # a changed model reruns its search
     log:
         PATHS.log(PATHS.tune_worker),
     threads: 1

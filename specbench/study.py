@@ -154,6 +154,7 @@ class Study:
         self.seeds = [int(s) for s in config.get("seeds", [0])]
         self.tuning = tuning_protocol(config["tuning"]) if config.get("tuning") else None
         self._resolved = lru_cache(maxsize=None)(self._resolve)
+        self._model_code = lru_cache(maxsize=None)(self._fingerprint)
 
     @classmethod
     def from_file(cls, path, root: Path = Path(".")) -> "Study":
@@ -210,6 +211,16 @@ class Study:
     def tuned_inputs(self, dataset: str, backbone: str, method: str) -> list[str]:
         """The chosen.json a test run reads when the study tunes its method, else nothing."""
         return [self.chosen_path(dataset, backbone, method)] if self.is_tuned(method) else []
+
+    def model_code(self, backbone: str, method: str) -> str:
+        """The fingerprint of the code of ``method``'s model on ``backbone`` (plugins.code_fingerprint).
+        The training rules carry it as a param, so Snakemake reruns a search or a run whose model file,
+        base class, helper module or yaml changed (a param change is one of its rerun triggers)."""
+        return self._model_code(backbone, method)
+
+    def _fingerprint(self, backbone: str, method: str) -> str:
+        from specbench.plugins import code_fingerprint
+        return code_fingerprint(self._method(method, backbone).models[backbone])
 
     def search_args(self, dataset: str, backbone: str, method: str) -> str:
         """What ``specbench tune`` and ``specbench select`` get: the journal, the trial spec, space, protocol."""

@@ -1,5 +1,7 @@
 """Study planning: which runs exist and the exact settings each one gets."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -115,3 +117,37 @@ def test_a_model_dropped_into_models_joins_a_study_with_new_models(tmp_path, mon
     assert out.returncode == 0, out.stderr[-2000:]
     assert "results/quick/runs/ml100k/mf/MyBPR/0.json" in out.stdout
     assert "results/quick/tuning/ml100k/mf/MyBPR/chosen.json" in out.stdout
+
+
+def test_a_changed_model_file_reruns_that_models_jobs_and_no_other(tmp_path):
+    """The training rules carry the model's code fingerprint as a param: after a model's yaml (or class
+    file) changes, Snakemake plans its run again; a built-in model's runs stay done."""
+    import os
+    import subprocess
+    import sys
+    from tests.helpers import write_toy_plugin
+    models = write_toy_plugin(tmp_path / "models", "ToyPop", "embedding_size: 64\n")
+    config = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    for key in ("tuning", "sweeps"):
+        del config[key]
+    config.update(methods=["BPR"], backbones=["mf"], seeds=[0], restrict={}, new_models=True,
+                  run_settings={**config["run_settings"], "epochs": 2, "eval_step": 1})
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SPECBENCH_MODELS": f"{models}:{REPO / 'models'}",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    runs = {m: f"results/{config['study']}/runs/ml100k/mf/{m}/0.json" for m in ("ToyPop", "BPR")}
+
+    def snakemake(*args):
+        out = subprocess.run([sys.executable, "-m", "snakemake", "-c1", "-s", str(REPO / "Snakefile"), "--configfile",
+                              "one.yaml", *args, "--", *runs.values()], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout + out.stderr
+
+    snakemake()
+    assert all((tmp_path / path).is_file() for path in runs.values())
+    assert "Nothing to be done" in snakemake("-n")
+    (models / "ToyPop.yaml").write_text("embedding_size: 64\n# the same settings, a changed file\n")
+    planned = snakemake("-n")
+    assert f"output: {runs['ToyPop']}" in planned and f"output: {runs['BPR']}" not in planned
+    assert "reason: Params have changed since last execution" in planned
