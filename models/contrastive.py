@@ -19,10 +19,13 @@ Neither paper nor its code defines an MF variant (without propagation there is n
 perturb nor a layer combination), so both are LightGCN only.
 
 SGL (Wu et al., SIGIR 2021) and NCL (Lin et al., WWW 2022) are RecBole's own classes, loss untouched
+but for SGL's L2 term
 (values and gradients; the adapters only compute RecBole's propagation by CSR products and its
 InfoNCE sums over a batch's distinct users / items, see ``_CSRCache`` and ``nce_sum``):
-- ``SGLAdapter`` adds ``scoring_embeddings()`` (RecBole's SGL scores with the propagated mean
-  but its ``forward`` takes the graph, so the spectrum would otherwise read the raw tables). Its
+- ``SGLAdapter`` takes the L2 term of SGL's paper and authors' code (``l2_form: squared``:
+  reg·½Σ‖e‖² over the batch's rows; RecBole's reg·Σ‖E_b‖/B is ``l2_form: recbole``), and adds
+  ``scoring_embeddings()`` (RecBole's SGL scores with the propagated mean but its ``forward``
+  takes the graph, so the spectrum would otherwise read the raw tables). Its
   augmented graphs are rebuilt (by RecBole's code, with its numpy draws) in ``model.train()``,
   which the harness calls every epoch.
 - ``NCLAdapter`` runs NCL's E-step itself: ``on_epoch_start`` does what RecBole's NCLTrainer does
@@ -195,6 +198,22 @@ class SGLAdapter(_CSRCache, SGL):
     over the batch's distinct users / items, weighted by their counts (``nce_sum``)."""
 
     backbones = ("lightgcn",)  # RecBole's LightGCN graph; no ``backbone`` setting
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.l2_form = config["l2_form"] or "recbole"  # a bare RecBole config has no such key: RecBole's form
+
+    def calc_bpr_loss(self, user_emd, item_emd, user_list, pos_item_list, neg_item_list):
+        """Σ_b −log σ(ŷ_ui − ŷ_uj) + reg · L2 over the batch's rows of the embedding tables, with L2 by
+        ``l2_form``: ``squared`` is the λ2‖Θ‖²₂ of SGL's joint loss (Wu et al., SIGIR 2021) as its authors' code
+        computes it (wujcan/SGL-Torch ``l2_loss``: ½Σ‖e‖² summed over the batch's user, positive and
+        negative rows); ``recbole`` is RecBole's (Σ of the three blocks' unsquared Frobenius norms / B)."""
+        if self.l2_form == "recbole":
+            return super().calc_bpr_loss(user_emd, item_emd, user_list, pos_item_list, neg_item_list)
+        u = user_emd[user_list]
+        l1 = torch.sum(-F.logsigmoid((u * item_emd[pos_item_list]).sum(1) - (u * item_emd[neg_item_list]).sum(1)))
+        rows = (self.user_embedding(user_list), self.item_embedding(pos_item_list), self.item_embedding(neg_item_list))
+        return l1 + self.reg_weight * sum(r.pow(2).sum() for r in rows) / 2
 
     def graph_construction(self):
         self._forget_csr()  # the last epoch's views are not needed again

@@ -345,7 +345,8 @@ def build(spec: dict, entry, settings: dict, work_dir: Path, data_cache: dict | 
     check_memory(where, device, settings, counts, trainable_bytes=trainable)
     data_file = f"{Path(spec['data_dir']) / spec['dataset']}/{spec['dataset']}.{train_split}.inter"
     sampler = TrainSampler(train_matrix, settings["train_batch_size"], settings["train_sampler"], negatives,
-                           device=device, seed=seed, dataset=spec["dataset"], data_file=data_file)
+                           device=device, seed=seed, dataset=spec["dataset"], data_file=data_file,
+                           last_batch=settings["users_last_batch"])
     optimizer, scheduler = _optimiser(model, settings)
     evaluator = RankingEvaluator(train_matrix, test_matrix, ks=settings["topk"], device=device,
                                  scores_per_block=int(settings["eval_scores_per_block"]))

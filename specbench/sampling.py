@@ -7,9 +7,10 @@ Two schemes, chosen by the ``train_sampler`` setting:
   users uniformly with replacement and, for each, one of its distinct training items uniformly;
   an epoch is floor(|train| / B) steps, |train| counting every training row (a duplicated row
   counts twice, as the reference counts the rows of train.csv; the entries of ``train`` are row
-  counts, as RecBole's ``inter_matrix`` sums duplicate rows). With ``neg_samples`` it is also
-  SGL-Torch's PairwiseSamplerV2 (wujcan/SGL-Torch): a user uniformly, one of its items, uniform
-  negatives outside its items, |train| draws per epoch (there the last batch is partial).
+  counts, as RecBole's ``inter_matrix`` sums duplicate rows). With ``neg_samples`` and
+  ``last_batch="keep"`` it is SGL-Torch's PairwiseSamplerV2 (wujcan/SGL-Torch): a user uniformly,
+  one of its items, uniform negatives outside its items, |train| draws per epoch, the last batch
+  partial (ceil(|train| / B) steps).
 Nothing here reads a value back from the device, so a CUDA training loop never waits on the sampler.
 """
 
@@ -22,15 +23,20 @@ import torch
 from specbench.errors import SpecbenchError
 
 SCHEMES = ("pairs", "users")
+LAST_BATCH = ("drop", "keep")  # the users scheme's partial last batch: the DirectSpec reference's, SGL-Torch's
 
 
 class TrainSampler:
     def __init__(self, train: sp.csr_matrix, batch_size: int, scheme: str = "pairs", neg_samples: int = 0,
                  device="cpu", seed: int = 0, first_item: int = 1, dataset: str | None = None,
-                 data_file: str | None = None):
-        """``dataset`` and ``data_file`` (where ``train`` was read) name the data in the batch-size error."""
+                 data_file: str | None = None, last_batch: str = "drop"):
+        """``dataset`` and ``data_file`` (where ``train`` was read) name the data in the batch-size error;
+        ``last_batch`` is the users scheme's (the pairs scheme always keeps RecBole's partial last batch)."""
         if scheme not in SCHEMES:
             raise SpecbenchError(f"train_sampler must be one of {SCHEMES}, got {scheme!r}")
+        if last_batch not in LAST_BATCH:
+            raise SpecbenchError(f"users_last_batch must be one of {LAST_BATCH}, got {last_batch!r}")
+        self.last_batch = last_batch
         train = sp.csr_matrix(train, copy=True)
         train.sum_duplicates()  # one entry per (user, item): items are drawn among distinct ones
         train.eliminate_zeros()
@@ -59,7 +65,7 @@ class TrainSampler:
 
     def steps_per_epoch(self) -> int:
         if self.scheme == "users":
-            return self.n_train_rows // self.batch_size
+            return self.n_train_rows // self.batch_size if self.last_batch == "drop" else -(-self.n_train_rows // self.batch_size)
         return -(-self.n_rows // self.batch_size)
 
     def _rand(self, n):
@@ -86,12 +92,12 @@ class TrainSampler:
             for idx in batches:
                 yield self._batch(self.rows[idx], self.cols[idx])
         else:
-            for _ in range(self.steps_per_epoch()):
-                pick = torch.randint(len(self.active_users), (self.batch_size,), generator=self.generator,
-                                     device=self.device)
+            for step in range(self.steps_per_epoch()):
+                size = min(self.batch_size, self.n_train_rows - step * self.batch_size)  # B but the kept last
+                pick = torch.randint(len(self.active_users), (size,), generator=self.generator, device=self.device)
                 users = self.active_users[pick]
                 start, deg = self.indptr[users], self.indptr[users + 1] - self.indptr[users]
-                items = self.indices[start + (self._rand(self.batch_size) * deg).long()]
+                items = self.indices[start + (self._rand(size) * deg).long()]
                 yield self._batch(users, items)
 
     def _batch(self, users, items):

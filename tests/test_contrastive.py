@@ -170,12 +170,14 @@ def normalized_without(dropped):
     return inv[:, None] * a * inv[None, :]
 
 
-def test_sgl_loss_is_the_paper_formula_with_recboles_l2_term():
-    # SGL (Wu et al., SIGIR 2021), its joint loss: L = Σ_b BPR + λ1 (L_ssl(users) + L_ssl(items)) + reg, where
+@pytest.mark.parametrize("l2_form", ["squared", "recbole"])
+def test_sgl_loss_is_the_paper_formula(l2_form):
+    # SGL (Wu et al., SIGIR 2021), its joint loss: L = Σ_b BPR + λ1 (L_ssl(users) + L_ssl(items)) + λ2 L2, where
     # L_ssl(users) = Σ_{u in batch} −log(exp(s(z′_u, z″_u)/τ) / Σ_{v in U} exp(s(z′_u, z″_v)/τ)), all users as
-    # negatives. The regulariser is RecBole's (unsquared norms of the batch's free embeddings / B), not the
-    # paper's λ2‖Θ‖²: RecBole's loss is kept as it is.
-    model = tiny_model("SGLAdapter", n_layers=2, ssl_weight=0.1, ssl_tau=0.2, reg_weight=0.01)
+    # negatives. L2 over the batch's free embeddings: ``squared`` the paper's ‖Θ‖² as SGL-Torch's l2_loss
+    # computes it (½ the sum of squares of every user, positive and negative row of the batch), ``recbole``
+    # RecBole's (the three blocks' unsquared norms / B).
+    model = tiny_model("SGLAdapter", n_layers=2, ssl_weight=0.1, ssl_tau=0.2, reg_weight=0.01, l2_form=l2_form)
     views = [normalized_without({(1, 5)}), normalized_without({(3, 4), (2, 2)})]
     model.sub_graph1, model.sub_graph2 = (v.float().to_sparse() for v in views)
     loss = model.calculate_loss(batch(USERS, POS, NEG))
@@ -193,7 +195,11 @@ def test_sgl_loss_is_the_paper_formula_with_recboles_l2_term():
                    for r in rows)
 
     users, items = range(N_USERS), [N_USERS + i for i in range(N_ITEMS)]
-    l2 = (e[USERS].norm() + e[[N_USERS + i for i in POS]].norm() + e[[N_USERS + i for i in NEG]].norm()) / 4
+    if l2_form == "squared":  # row by row, a user or item counted as often as the batch holds it
+        rows = [e[u] for u in USERS] + [e[N_USERS + i] for i in POS] + [e[N_USERS + i] for i in NEG]
+        l2 = sum((r * r).sum() for r in rows) / 2
+    else:
+        l2 = (e[USERS].norm() + e[[N_USERS + i for i in POS]].norm() + e[[N_USERS + i for i in NEG]].norm()) / 4
     want = bpr + 0.1 * (ssl(USERS, users) + ssl([N_USERS + i for i in POS], items)) + 0.01 * l2
     want.backward()
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
@@ -365,7 +371,7 @@ def assert_same(ours, reference):
 def test_sgl_adapter_loss_and_gradients_equal_recboles(real_model, kind):
     from recbole.model.general_recommender.sgl import SGL
     model = real_model("SGLAdapter", type=kind, n_layers=3, drop_ratio=0.2, ssl_weight=0.5, ssl_tau=0.2,
-                       reg_weight=0.01)
+                       reg_weight=0.01, l2_form="recbole")  # RecBole's L2 (the squared one: test above)
     for epoch in range(2):  # the views are redrawn by train(), the CSR copies follow them
         model.train()
         views = [model.train_graph] + [g for v in (model.sub_graph1, model.sub_graph2)

@@ -5,10 +5,12 @@ probability below 1e-6 (chi-square and binomial tail bounds), and the seed is fi
 import math
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 from scipy import stats
 
+from specbench.errors import SpecbenchError
 from specbench.sampling import TrainSampler
 
 P_FAIL = 1e-6
@@ -36,6 +38,19 @@ def test_user_sampler_epoch_is_floor_of_training_rows_over_batch():
         assert sampler.steps_per_epoch() == n_rows // batch
         assert sum(1 for _ in sampler.epoch()) == n_rows // batch
         assert all(len(b["user"]) == batch and len(b["item"]) == batch for b in sampler.epoch())
+
+
+def test_user_sampler_keeping_the_last_batch_draws_every_training_row_count_once_per_epoch():
+    """SGL-Torch's PairwiseSamplerV2: |train| draws an epoch in batches of B, the last one partial."""
+    m, n_rows = skewed_matrix()
+    for batch in (7, 16, 211):
+        sampler = TrainSampler(m, batch, "users", neg_samples=1, last_batch="keep")
+        sizes = [len(b["user"]) for b in sampler.epoch()]
+        assert sampler.steps_per_epoch() == len(sizes) == -(-n_rows // batch)
+        assert sum(sizes) == n_rows and sizes[:-1] == [batch] * (len(sizes) - 1)
+        assert sizes[-1] == (n_rows % batch or batch)
+    with pytest.raises(SpecbenchError, match="users_last_batch must be one of"):
+        TrainSampler(m, 7, "users", last_batch="partial")
 
 
 def test_users_are_uniform_with_replacement_and_items_uniform_per_user():
