@@ -206,6 +206,29 @@ def restore_searches(kept: Path, here: Path, config: dict) -> list[str]:
     return stale
 
 
+def keep_searches(here: Path, kept: Path) -> None:
+    """Keep every search of the work folder ``here`` in ``kept`` (beside the table), finished (chosen.json)
+    or not (its journal resumes), so that no rerun repeats a trial. The work folder's files replace the
+    kept ones only where its trials moved on: a search Snakemake reran without adding a trial (its
+    parameters or an input's time changed) only reopened its journal, and the kept search stays as it was."""
+    for journal in Path(here).glob("*/*/*/optuna.journal"):
+        target = Path(kept) / journal.parent.relative_to(here)
+        moved_on = not (target / journal.name).is_file() or trial_record(journal) != trial_record(target / journal.name)
+        copy_missing(journal.parent, target, exclude=(".setup",), overwrite=moved_on)
+
+
+def trial_record(journal: Path) -> list:
+    """Every trial of every study in the Optuna journal ``journal``: (study, number, state, values), to tell
+    whether a search's trials moved on between two copies of its journal."""
+    import optuna
+
+    from specbench.tuner import storage
+    store = storage(journal)
+    return [(name, t.number, t.state.name, t.values)
+            for name in sorted(optuna.get_all_study_names(store))
+            for t in optuna.load_study(study_name=name, storage=store).get_trials(deepcopy=False)]
+
+
 def copy_missing(src: Path, dst: Path, exclude: tuple = (), overwrite: bool = False) -> None:
     """Copy the files under ``src`` that ``dst`` lacks (the check's searches and confirmations, between the
     work folder and the committed reference); ``overwrite``: also those it has (the work folder's are newer).
@@ -284,11 +307,7 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
     cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--configfile", str(derived.resolve()),
            "--cores", str(cores), "--keep-going", *targets]
     done = subprocess.run(cmd, cwd=workdir) if search else subprocess.CompletedProcess(cmd, 0)
-    # keep every search beside the table, finished (chosen.json) or not (its journal resumes), so that no
-    # rerun repeats a trial; the work folder's copy is the newer one
-    for journal in (here / "tuning").glob("*/*/*/optuna.journal"):
-        copy_missing(journal.parent, kept / "tuning" / journal.parent.relative_to(here / "tuning"),
-                     exclude=(".setup",), overwrite=True)
+    keep_searches(here / "tuning", kept / "tuning")
     check = load_choices(here / "tuning")
     unfinished = sorted(k for k in ref_choices if k not in check)
     table = compare({k: v for k, v in ref_choices.items() if k in check}, check)

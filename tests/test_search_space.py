@@ -113,6 +113,38 @@ def test_the_check_table_says_whether_a_gain_needs_more_trials_or_more_epochs(tm
     assert no_curves["gain_within_study_epochs"].isna().all() and list(no_curves["cause"]) == ["unknown: no trials.json"]
 
 
+def test_a_rerun_search_that_adds_no_trial_leaves_the_kept_search_as_it_was(tmp_path):
+    """The check copies its work folder's searches back beside the table; a search Snakemake reran with
+    nothing left to run (its parameters changed) only reopened its journal and rewrote its worker summary:
+    the kept copy must stay byte for byte, while a search that gained a trial replaces it."""
+    from specbench.tuner import open_search
+    from specbench.tuning_check import keep_searches
+    protocol = {"seed": 0, "startup_trials": 2, "pruner": "none", "reduction_factor": 3, "min_epochs": 1}
+    here, kept = tmp_path / "work", tmp_path / "kept"
+    search = here / "d" / "mf" / "A"
+    search.mkdir(parents=True)
+    study = open_search(search / "optuna.journal", "d/mf/A@x", protocol)
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=2)
+    (search / "worker-0.json").write_text(json.dumps({"trials_run": [0, 1]}))
+    keep_searches(here, kept)
+    copy = kept / "d" / "mf" / "A"
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    assert set(before) == {"optuna.journal", "worker-0.json"}
+
+    open_search(search / "optuna.journal", "d/mf/A@x", protocol)  # the rerun worker: the budget is spent
+    (search / "worker-0.json").write_text(json.dumps({"trials_run": []}))
+    assert (search / "optuna.journal").read_bytes() != before["optuna.journal"]
+    keep_searches(here, kept)
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+
+    open_search(search / "optuna.journal", "d/mf/A@x", protocol).optimize(
+        lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=1)
+    (search / "worker-0.json").write_text(json.dumps({"trials_run": [2]}))
+    keep_searches(here, kept)
+    assert (copy / "optuna.journal").read_bytes() == (search / "optuna.journal").read_bytes()
+    assert json.loads((copy / "worker-0.json").read_text()) == {"trials_run": [2]}
+
+
 def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_path, ml100k_small, monkeypatch):
     """End to end on a 150-user subsample: a one-method study's search, then the check (2x trials,
     2x epochs) under Snakemake in its own study folder, and the table beside the reference choices."""
