@@ -170,6 +170,17 @@ def cmd_estimate(args):
         atomic_write_text(Path(args.json), json.dumps(rows, indent=1) + "\n")
 
 
+def cmd_rule_times(args):
+    from specbench.rule_times import format_rule_times, rule_times
+    logs = [Path(p) for p in args.logs] or sorted(Path(".snakemake/log").glob("*.snakemake.log"))[-1:]
+    if not logs:
+        raise SpecbenchError("no Snakemake log under .snakemake/log/: pass the logs to read")
+    table = rule_times(logs)
+    print(format_rule_times(table, logs))
+    if args.json:
+        atomic_write_text(Path(args.json), table.to_json(orient="records", indent=1) + "\n")
+
+
 def cmd_report(args):
     from specbench.report import build_report
     written = build_report([Path(p) for p in args.runs], Path(args.out), ours=args.ours, ablation=args.ablation,
@@ -285,6 +296,11 @@ def main(argv=None):
                                                       "trials train (default: the committed reference of the study)")
     p.add_argument("--json", default=None, help="also write the projection as JSON")
     p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("rule-times", help="job time per rule from Snakemake's logs (where a workflow's time went)")
+    p.add_argument("logs", nargs="*", help="Snakemake logs (default: the newest under .snakemake/log/)")
+    p.add_argument("--json", default=None, help="also write the table as JSON")
+    p.set_defaults(func=cmd_rule_times)
 
     p = sub.add_parser("fetch", help="download or copy a dataset's files into data/raw/<ds>/, checking every checksum")
     p.add_argument("dataset", help="a name in config/datasets.yaml")
