@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from specbench.atomic_io import atomic_write_text
 from specbench.errors import SpecbenchError
 from specbench.paths import DATA_DIR, RAW_DIR
 
@@ -131,7 +132,6 @@ def _search(args) -> tuple[dict, dict, dict]:
 
 
 def cmd_tune(args):
-    from specbench.atomic_io import atomic_write_text
     from specbench.tuner import run_worker
     spec, space, protocol = _search(args)
     summary = run_worker(spec, space, protocol, Path(args.journal), progress=not args.quiet)
@@ -203,7 +203,6 @@ def cmd_paper(args):
 def cmd_study_file(args):
     """The study's settings as the workflow runs them, beside its outputs (results/<study>/study.yaml)."""
     import yaml
-    from specbench.atomic_io import atomic_write_text
     atomic_write_text(Path(args.out), "# written by the workflow (specbench study-file): the settings this study ran with\n"
                       + yaml.safe_dump(json.loads(args.config), sort_keys=False))
     print(args.out)

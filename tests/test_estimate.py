@@ -84,3 +84,21 @@ def test_the_cli_refuses_a_file_that_is_not_a_bench_record(tmp_path):
     bad.write_text("not json")
     with pytest.raises(SpecbenchError, match=r"bench.json: not a bench record"):
         load_records([bad])
+
+
+def test_the_cli_prints_the_projection_and_writes_the_same_rows_as_json(tmp_path, capsys):
+    import json
+
+    from specbench.cli import main
+    study = Study.from_file(REPO / "config" / "quick.yaml", root=REPO)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(_record(study)))
+    (tmp_path / "calibration").mkdir()
+    args = ["--configfile", str(REPO / "config" / "quick.yaml"), "--bench", str(bench), "--cores", "2",
+            "--calibrate", str(tmp_path / "calibration")]
+    assert main(["estimate", *args, "--json", str(tmp_path / "estimate.json")]) == 0
+    assert capsys.readouterr().out.strip()
+    rows = json.loads((tmp_path / "estimate.json").read_text())
+    direct = estimate(REPO / "config" / "quick.yaml", {str(bench): _record(study)}, cores=2,
+                      calibrate=tmp_path / "calibration")
+    assert [r["expected_seconds"] for r in rows] == pytest.approx([r["expected_seconds"] for r in direct])

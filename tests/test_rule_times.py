@@ -68,3 +68,15 @@ def test_a_log_without_a_finished_job_names_the_file(tmp_path):
         job_times(log)
     with pytest.raises(SpecbenchError, match="no such Snakemake log"):
         job_times(tmp_path / "missing.log")
+
+
+def test_the_command_prints_the_table_and_writes_it_as_json(tmp_path, capsys):
+    import json
+
+    from specbench.cli import main
+    log = tmp_path / "a.snakemake.log"
+    log.write_text(LOG)
+    assert main(["rule-times", str(log), "--json", str(tmp_path / "times.json")]) == 0
+    assert "3 jobs, 3.5 min of job time" in capsys.readouterr().out  # (2 + 120 + 90) s
+    rows = {row["rule"]: row for row in json.loads((tmp_path / "times.json").read_text())}
+    assert rows["tune"]["jobs"] == 2 and rows["tune"]["job_seconds"] == 210
