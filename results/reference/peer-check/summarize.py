@@ -38,6 +38,21 @@ def seed_means(runs, names, metric, epochs):
         out.append(mean(vals) if len(vals) == len(names) and vals else None)
     return out
 
+def welch_interval(peers, peer_names, ours, our_names, metric, epoch):
+    """The 95% Welch t interval of mean(ours) - mean(peer) at ``epoch``, in % of the peer's mean."""
+    from scipy import stats
+    x = [peers[n][epoch][metric] for n in peer_names if epoch in peers[n]]
+    y = [ours[n][epoch][metric] for n in our_names if epoch in ours[n]]
+    if len(x) < 2 or len(y) < 2:
+        return "—"
+    mx, my = mean(x), mean(y)
+    vx = sum((v - mx) ** 2 for v in x) / (len(x) - 1) / len(x)
+    vy = sum((v - my) ** 2 for v in y) / (len(y) - 1) / len(y)
+    dof = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
+    half = stats.t.ppf(0.975, dof) * (vx + vy) ** 0.5
+    return f"{(my - mx - half) / mx * 100:+.1f}…{(my - mx + half) / mx * 100:+.1f}%"
+
+
 def main():
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser()
@@ -75,6 +90,9 @@ def main():
             lines.append(f"| {g['name']} | peer ({len(g['peer'])}) | " + " | ".join(map(cell, p)) + " |")
             lines.append(f"| | ours ({len(g['ours'])}) | " + " | ".join(map(cell, o)) + " |")
             lines.append("| | gap | " + " | ".join(gap) + " |")
+            if g.get("interval"):  # the gap's 95% Welch interval over the seeds, relative to the peer's mean
+                lines.append("| | gap, 95% CI (Welch) | " + " | ".join(
+                    welch_interval(peers, g["peer"], ours, g["ours"], metric, e) for e in epochs) + " |")
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "summary.md").write_text("\n".join(lines) + "\n")
     # tables.md: every run of every section, per metric
