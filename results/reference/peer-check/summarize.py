@@ -45,12 +45,8 @@ def welch_interval(peers, peer_names, ours, our_names, metric, epoch):
     y = [ours[n][epoch][metric] for n in our_names if epoch in ours[n]]
     if len(x) < 2 or len(y) < 2:
         return "—"
-    mx, my = mean(x), mean(y)
-    vx = sum((v - mx) ** 2 for v in x) / (len(x) - 1) / len(x)
-    vy = sum((v - my) ** 2 for v in y) / (len(y) - 1) / len(y)
-    dof = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
-    half = stats.t.ppf(0.975, dof) * (vx + vy) ** 0.5
-    return f"{(my - mx - half) / mx * 100:+.1f}…{(my - mx + half) / mx * 100:+.1f}%"
+    ci = stats.ttest_ind(y, x, equal_var=False).confidence_interval(0.95)
+    return f"{ci.low / mean(x) * 100:+.1f}…{ci.high / mean(x) * 100:+.1f}%"
 
 
 def main():
