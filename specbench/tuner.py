@@ -133,7 +133,10 @@ def finished(study) -> int:
 
 
 def _recover(study) -> list[int]:
-    """Mark the running trials of dead workers on this host failed and enqueue their points again."""
+    """Mark the running trials of dead workers on this host failed and enqueue their points again.
+
+    A worker killed while a trial was still drawing its settings leaves only some of them (or none) in
+    the journal: those are enqueued as they are, and Optuna draws the rest when the trial is retried."""
     from optuna.trial import TrialState
     retried = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
