@@ -64,6 +64,7 @@ def train_and_evaluate(spec: dict, resolved: Resolved, work_dir: Path, progress:
     """Run one job with its resolved settings and return its record (not yet written); ``progress``:
     a line per epoch and evaluation on stderr (specbench/progress.py)."""
     wall_start = time.time()
+    started_at = git_state()  # the code the run imported: a commit landing while it trains is not its code
     entry, settings = resolved.entry, resolved.settings
     config_hash = config_hash_of(spec, settings)
     h = build(spec, entry, settings, work_dir)
@@ -77,7 +78,7 @@ def train_and_evaluate(spec: dict, resolved: Resolved, work_dir: Path, progress:
         "settings": json_safe(settings),
         "settings_origin": resolved.origin_record(),
         "recbole_config": json_safe({k: v for k, v in h.config.final_config_dict.items() if k != "device"}),
-        "environment": {"git": git_state(), "packages": package_versions(), **device_info(h.device),
+        "environment": {"git": started_at, "packages": package_versions(), **device_info(h.device),
                         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "data": {"users": int(h.train_matrix.shape[0] - 1), "items": int(h.train_matrix.shape[1] - 1),
                  "train_rows": int(h.train_matrix.nnz), f"{h.eval_split}_rows": int(h.test_matrix.nnz),

@@ -113,3 +113,21 @@ def test_popularity_bar_is_popularity_ranking(popularity_metrics, tmp_path, spec
     random = run(spec_for("Random", epochs=1, eval_step=1, eval_at_start=False),
                  tmp_path / "runs" / "random.json")["final"]["metrics"]
     assert popularity_metrics["ndcg@20"] > 3 * random["ndcg@20"] > 0
+
+
+def test_the_record_names_the_commit_the_run_started_from(tmp_path, spec_for, monkeypatch):
+    """A commit that lands while a run trains is not the code it imported: the record keeps the
+    checkout's state when training began (a CiteULike run once named the commit made during it)."""
+    import specbench.run as run_module
+    checkout = {"commit": "a" * 40, "dirty": True}
+    real_fit = run_module.fit
+
+    def fit_while_a_commit_lands(*args, **kwargs):
+        checkout.update(commit="b" * 40, dirty=False)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "git_state", lambda: dict(checkout))
+    monkeypatch.setattr(run_module, "fit", fit_while_a_commit_lands)
+    record = run(spec_for("BPR", epochs=1), tmp_path / "runs" / "r.json")
+    assert record["environment"]["git"] == {"commit": "a" * 40, "dirty": True}
+    assert json.loads((tmp_path / "runs" / "r.json").read_text())["environment"]["git"]["commit"] == "a" * 40
