@@ -163,6 +163,22 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
     return out
 
 
+def drop_unflagged_confirmations(folder: Path, table: pd.DataFrame) -> list[str]:
+    """Delete from ``folder`` (<reference>/tuning-check/confirm) the confirmations of searches that the
+    complete ``table`` no longer flags: a search run again (its model changed) that now gains less than
+    ``THRESHOLD`` leaves the old search's retrainings behind, which back no number. Returns their keys."""
+    import shutil
+    flagged = {"/".join(map(str, k)) for k in
+               table.loc[~table["within"], ["dataset", "backbone", "method"]].itertuples(index=False)}
+    dropped = []
+    for path in sorted(Path(folder).glob("*/*/*")) if Path(folder).is_dir() else []:
+        key = "/".join(path.relative_to(folder).parts)
+        if path.is_dir() and key not in flagged:
+            shutil.rmtree(path)
+            dropped.append(key)
+    return dropped
+
+
 def search_identity(study, key: tuple) -> str:
     """The Optuna study name the search ``key`` (dataset, backbone, method) of ``study`` (a Study) runs under
     (specbench.tuner.study_name: its trial spec, space, protocol and model code, not its trial budget)."""
@@ -317,6 +333,11 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
             table = confirm(table, base, config, ref_choices, check, list(confirm_seeds), here, cores)
         finally:
             copy_missing(here / "confirm", kept / "confirm", overwrite=True)
+        if not unfinished:
+            dropped = drop_unflagged_confirmations(kept / "confirm", table)
+            if dropped:
+                print(f"tuning check: confirmations of searches now within {THRESHOLD:.0%} deleted from "
+                      f"{kept / 'confirm'}: {', '.join(dropped)}", file=sys.stderr)
     command = (f"specbench tuning-check --configfile {study_file} --reference {reference}"
                + (f" --confirm-seeds {' '.join(map(str, confirm_seeds))}" if confirm_seeds else ""))
     written = write_table(table, Path(reference) / "tuning-check", command, unfinished) if not table.empty else []

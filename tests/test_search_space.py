@@ -145,6 +145,25 @@ def test_a_rerun_search_that_adds_no_trial_leaves_the_kept_search_as_it_was(tmp_
     assert json.loads((copy / "worker-0.json").read_text()) == {"trials_run": [2]}
 
 
+def test_confirmations_of_searches_no_longer_flagged_are_deleted(tmp_path):
+    """LightGCN-BPR's check search gained +4.5% under one sampler and +2.9% after the sampler changed:
+    the six retrainings of the old search back no number and go; a flagged search's stay."""
+    import pandas as pd
+    from specbench.tuning_check import drop_unflagged_confirmations
+    folder = tmp_path / "confirm"
+    for key in ("ml100k/lightgcn/BPR", "ml100k/mf/DirectAU"):
+        for name in ("study-seed1.json", "check-seed1.json"):
+            (folder / key).mkdir(parents=True, exist_ok=True)
+            (folder / key / name).write_text("{}")
+    table = pd.DataFrame({"dataset": ["ml100k", "ml100k", "ml100k"], "backbone": ["lightgcn", "mf", "mf"],
+                          "method": ["BPR", "DirectAU", "SSM"], "within": [True, False, True]})
+    assert drop_unflagged_confirmations(folder, table) == ["ml100k/lightgcn/BPR"]
+    assert not (folder / "ml100k" / "lightgcn" / "BPR").exists()
+    assert sorted(p.name for p in (folder / "ml100k" / "mf" / "DirectAU").iterdir()) == ["check-seed1.json",
+                                                                                          "study-seed1.json"]
+    assert drop_unflagged_confirmations(tmp_path / "absent", table) == []
+
+
 def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_path, ml100k_small, monkeypatch):
     """End to end on a 150-user subsample: a one-method study's search, then the check (2x trials,
     2x epochs) under Snakemake in its own study folder, and the table beside the reference choices."""
