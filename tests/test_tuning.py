@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from specbench import search_space as spaces
 from specbench.data import carve_validation
 from specbench.errors import SpecbenchError
 from specbench.settings import layer
@@ -194,7 +195,7 @@ def test_a_trial_killed_while_drawing_its_settings_is_retried_with_those_it_drew
     study.enqueue_trial({"learning_rate": 0.0123})
     trial = study.ask()
     trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}")
-    assert trial.suggest_float("learning_rate", 1.0e-4, 5.0e-2, log=True) == 0.0123  # weight_decay not drawn
+    assert spaces.suggest(trial, "learning_rate", SPACE["learning_rate"]) == 0.0123  # weight_decay not drawn
     run_worker(spec, SPACE, p, journal)
     rows = trial_rows(open_search(journal, study_name(spec, SPACE, p), p))
     assert [r["state"] for r in rows][0] == "fail" and rows[0]["params"] == {"learning_rate": 0.0123}
