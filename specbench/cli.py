@@ -152,7 +152,8 @@ def cmd_select(args):
 def cmd_tuning_check(args):
     from specbench.tuning_check import run_check
     for path in run_check(Path(args.configfile), Path(args.reference), args.cores, args.trials_factor,
-                          args.epochs_factor, confirm_seeds=args.confirm_seeds, search=not args.table_only):
+                          args.epochs_factor, confirm_seeds=args.confirm_seeds, search=not args.table_only,
+                          search_seeds=args.search_seeds):
         print(path)
     print((Path(args.reference) / "tuning-check.md").read_text().split("\n\n", 1)[0])
 
@@ -281,6 +282,9 @@ def main(argv=None):
     p.add_argument("--confirm-seeds", type=int, nargs="*", default=[],
                    help="retrain both chosen settings of every search that gains 3%% or more with these training "
                         "seeds (e.g. 1 2 3): is the gain real or the larger search's luck")
+    p.add_argument("--search-seeds", type=int, nargs="*", default=[],
+                   help="run the study's own search of every search that gains 3%% or more again at its budget "
+                        "under these tuning seeds (e.g. 1 2 3): is the study's choice an unlucky draw of its budget")
     p.add_argument("--table-only", action="store_true",
                    help="run no search: write the table of the searches finished so far (here or committed)")
     p.set_defaults(func=cmd_tuning_check)

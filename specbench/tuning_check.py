@@ -11,7 +11,10 @@ test runs left out), runs its searches under Snakemake (only the tuning jobs: no
 touched), and compares each search's best validation metric with the study's own choice (from a
 committed reference folder or the study's results). The table (CSV and Markdown) goes beside the
 reference choices: a gain under ``THRESHOLD`` means the study's budget finds settings about as good
-as a search four times its size.
+as a search four times its size. A gain over it is tested twice: ``confirm`` retrains both chosen
+settings with fresh training seeds (is the check's choice better, or was its best value luck?), and
+``search_seed_values`` runs the study's own search again under other search seeds (is the study's
+choice an unlucky draw of its budget, or does that budget fall short on average?).
 """
 
 from __future__ import annotations
@@ -41,6 +44,17 @@ def check_config(config: dict, trials_factor: int = 4, epochs_factor: int = 2) -
                      "max_epochs": base["max_epochs"] * epochs_factor}
     if "min_epochs" in config["tuning"]:
         out["tuning"]["min_epochs"] = base["min_epochs"]
+    return out
+
+
+def seed_config(config: dict, seed: int) -> dict:
+    """The study's own searches under another search seed, as the study ``<study>-search-seed<seed>``:
+    ``tuning.seed`` = ``seed`` (the TPE sampler's seed and its trials' training seed), the same budget."""
+    if not config.get("tuning"):
+        raise SpecbenchError(f"study {config.get('study')!r} has no `tuning` block: nothing to check")
+    out = deepcopy(config)
+    out["study"] = f"{config['study']}-search-seed{int(seed)}"
+    out["tuning"] = {**config["tuning"], "seed": int(seed)}
     return out
 
 
@@ -163,10 +177,33 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
     return out
 
 
-def drop_unflagged_confirmations(folder: Path, table: pd.DataFrame) -> list[str]:
-    """Delete from ``folder`` (<reference>/tuning-check/confirm) the confirmations of searches that the
-    complete ``table`` no longer flags: a search run again (its model changed) that now gains less than
-    ``THRESHOLD`` leaves the old search's retrainings behind, which back no number. Returns their keys."""
+def search_seed_spread(table: pd.DataFrame, values: dict[tuple, list], seeds: list[int]) -> pd.DataFrame:
+    """Is a flagged search's gain the draw of the study's budget, or its size? ``values``: {(dataset, backbone,
+    method): the best validation values of the study's search (its own seed first) and of the same search
+    under each of ``seeds``}. Adds, where all are there, their mean and range and the check's gain over
+    that mean (``gain_over_search_seeds``): under ``THRESHOLD``, the study's budget finds on average what
+    the check finds, and the study's own shortfall is one draw of that spread."""
+    out = table.copy()
+    for col in ("search_seed_mean", "search_seed_min", "search_seed_max", "gain_over_search_seeds"):
+        out[col] = float("nan")
+    out["search_seed_values"] = out["search_seeds"] = ""
+    for i, row in out.iterrows():
+        got = values.get((row["dataset"], row["backbone"], row["method"]))
+        if not got or len(got) != len(seeds) + 1 or None in got:
+            continue
+        mean = sum(got) / len(got)
+        out.loc[i, ["search_seed_mean", "search_seed_min", "search_seed_max", "gain_over_search_seeds"]] = [
+            mean, min(got), max(got), (row["check_value"] - mean) / mean]
+        out.loc[i, "search_seed_values"] = " ".join(f"{v:.4f}" for v in got)
+        out.loc[i, "search_seeds"] = " ".join(map(str, seeds))
+    return out
+
+
+def drop_unflagged(folder: Path, table: pd.DataFrame) -> list[str]:
+    """Delete from ``folder`` (<reference>/tuning-check/confirm, or a search seed's tuning folder) the records
+    of searches that the complete ``table`` no longer flags: a search run again (its model changed) that now
+    gains less than ``THRESHOLD`` leaves the old search's retrainings and reruns behind, which back no
+    number. Returns their keys."""
     import shutil
     flagged = {"/".join(map(str, k)) for k in
                table.loc[~table["within"], ["dataset", "backbone", "method"]].itertuples(index=False)}
@@ -257,8 +294,10 @@ def copy_missing(src: Path, dst: Path, exclude: tuple = (), overwrite: bool = Fa
             shutil.copy2(path, target)
 
 
-def write_table(table: pd.DataFrame, stem: Path, command: str, unfinished: list | None = None) -> list[Path]:
-    """The table as CSV and Markdown; ``unfinished`` searches (not yet in the check) are named in the caption."""
+def write_table(table: pd.DataFrame, stem: Path, command: str, unfinished: list | None = None,
+                own_seed: int = 0) -> list[Path]:
+    """The table as CSV and Markdown; ``unfinished`` searches (not yet in the check) are named in the caption;
+    ``own_seed``: the study's tuning.seed, first in the search-seed columns."""
     stem = Path(stem)
     worst = table["gain"].max()
     caption = (f"Tuning check: each search of the study against the same search with {table['check_trials'].iloc[0]} "
@@ -285,6 +324,18 @@ def write_table(table: pd.DataFrame, stem: Path, command: str, unfinished: list 
         caption += (f" Confirmed gain (searches at {THRESHOLD:.0%} or more): both chosen settings retrained with "
                     f"training seeds {seeds} under their own protocols, (mean check - mean study) / mean study of "
                     "their best validation values; the part of the gain that is not the larger search's luck.")
+    if "gain_over_search_seeds" in table and table["gain_over_search_seeds"].notna().any():
+        seeds = next(s for s in table["search_seeds"] if s)
+        span = [f"{lo:.4f}-{hi:.4f}" if lo == lo else "" for lo, hi in
+                zip(table["search_seed_min"], table["search_seed_max"])]
+        shown = shown.assign(search_seed_range=span, gain_over_search_seeds=pct("gain_over_search_seeds"))
+        cols[cols.index("within"):cols.index("within")] = ["search_seed_range", "gain_over_search_seeds"]
+        caption += (f" Search seeds (searches at {THRESHOLD:.0%} or more): the study's own search run again at its "
+                    f"budget under tuning seeds {seeds} (the sampler's seed and its trials' training seed); range: "
+                    f"the lowest and highest best validation value over seeds {own_seed} {seeds}; gain over search "
+                    "seeds: (check - their mean) / their mean. Under "
+                    f"{THRESHOLD:.0%}, the study's budget finds on average what the check finds, and the study's "
+                    "own gap is the draw of its search seed.")
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md")]
     atomic_write_text(paths[0], table.to_csv(index=False))
     atomic_write_text(paths[1], caption + "\n\n" + shown[cols].to_markdown(index=False) + "\n")
@@ -294,58 +345,114 @@ def write_table(table: pd.DataFrame, stem: Path, command: str, unfinished: list 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_searches(config: dict, keys: list[tuple] | None, kept: Path, workdir: Path, cores: int, search: bool,
+                 derived_name: str, source: str) -> tuple[Path, int]:
+    """Run the searches ``keys`` (None: all) of the study ``config`` under Snakemake (this checkout's Snakefile,
+    ``cores``, in ``workdir``; their tuning jobs only, so no test split is touched), resumed from the searches
+    kept in ``kept`` and kept there again (``restore_searches``, ``keep_searches``). The study file Snakemake
+    reads is written to its results folder as ``derived_name``. Returns that folder and Snakemake's exit code
+    (0 with ``search=False``: nothing runs, what was kept is restored)."""
+    import yaml
+
+    from specbench.study import Study
+    study = Study(config, root=ROOT, source=source)
+    here = Path(workdir) / study.paths.results
+    stale = restore_searches(kept, here / "tuning", config)  # resume from what an earlier check kept
+    if stale:
+        print(f"tuning check: {len(stale)} kept searches of {config['study']} ran under another protocol, space or "
+              f"model code and run again: {', '.join(stale)}", file=sys.stderr)
+    targets = [study.chosen_path(*key) for key in (study.tuned_keys() if keys is None else keys)]
+    derived = here / derived_name
+    derived.parent.mkdir(parents=True, exist_ok=True)
+    derived.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile", str(derived.resolve()),
+           "--cores", str(cores), "--keep-going", *targets]
+    done = subprocess.run(cmd, cwd=workdir) if search and targets else subprocess.CompletedProcess(cmd, 0)
+    keep_searches(here / "tuning", kept)
+    return here, done.returncode
+
+
+def search_seed_values(study_file: Path, keys: list[tuple], seeds: list[int], kept: Path, workdir: Path,
+                       cores: int, search: bool = True) -> tuple[dict[tuple, list], int]:
+    """The study's searches ``keys`` run again under each of ``seeds`` (``seed_config``: the same budget, another
+    sampler and training seed), kept in ``kept``/seed<s>/ and resumed from there. Returns {key: [best validation
+    value under each seed, None where that search has not finished]} and the worst Snakemake exit code."""
+    from specbench.schemas import load_yaml
+    values: dict[tuple, list] = {key: [] for key in keys}
+    worst = 0
+    for seed in seeds:
+        config = seed_config(load_yaml(Path(study_file)), seed)
+        here, code = run_searches(config, keys, Path(kept) / f"seed{seed}" / "tuning", workdir, cores, search,
+                                  "search-seed-study.yaml", f"{study_file} (tuning check, search seed {seed})")
+        worst = worst or code
+        done = load_choices(here / "tuning")
+        for key in keys:
+            values[key].append(done[key]["value"] if key in done else None)
+    return values, worst
+
+
 def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int = 4, epochs_factor: int = 2,
-              workdir: Path = Path("."), confirm_seeds: list[int] | None = None, search: bool = True) -> list[Path]:
+              workdir: Path = Path("."), confirm_seeds: list[int] | None = None, search: bool = True,
+              search_seeds: list[int] | None = None) -> list[Path]:
     """Run the check study's searches (Snakemake on this checkout's Snakefile, ``cores``, in ``workdir``),
     retrain the settings of searches that gain ``THRESHOLD`` or more with ``confirm_seeds`` (``confirm``),
-    and write <reference>/tuning-check.{csv,md}. ``search=False``: no search runs, the table of what has
-    finished (here or committed) is written."""
-    root = ROOT
+    run those searches again at the study's budget under ``search_seeds`` (``search_seed_values``), and write
+    <reference>/tuning-check.{csv,md}. ``search=False``: no search runs, the table of what has finished (here
+    or committed) is written."""
     from specbench.schemas import load_yaml
-    from specbench.study import Study
-    config = check_config(load_yaml(Path(study_file)), trials_factor, epochs_factor)
+    base = load_yaml(Path(study_file))
+    config = check_config(base, trials_factor, epochs_factor)
     ref_choices = load_choices(Path(reference) / "tuning")
     if not ref_choices:
         raise SpecbenchError(f"{reference}/tuning holds no chosen.json: run the study (or point --reference at a "
                              "folder with its tuning choices) first")
-    study = Study(config, root=root, source=f"{study_file} (tuning check)")
-    here, kept = Path(workdir) / study.paths.results, Path(reference) / "tuning-check"
-    stale = restore_searches(kept / "tuning", here / "tuning", config)  # resume from what an earlier check kept
-    if stale:
-        print(f"tuning check: {len(stale)} kept searches ran under another protocol, space or model code and run "
-              f"again: {', '.join(stale)}", file=sys.stderr)
+    from specbench.study import tuning_protocol
+    own_seed = int(tuning_protocol(base["tuning"])["seed"])
+    if own_seed in (search_seeds or []):
+        raise SpecbenchError(f"--search-seeds {' '.join(map(str, search_seeds))}: {own_seed} is the study's own "
+                             f"tuning.seed ({study_file}); give other seeds")
+    kept = Path(reference) / "tuning-check"
+    here, code = run_searches(config, None, kept / "tuning", workdir, cores, search, "check-study.yaml",
+                              f"{study_file} (tuning check)")
     copy_missing(kept / "confirm", here / "confirm")
-    targets = [study.chosen_path(*key) for key in study.tuned_keys()]
-    derived = here / "check-study.yaml"
-    derived.parent.mkdir(parents=True, exist_ok=True)
-    import yaml
-    derived.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--configfile", str(derived.resolve()),
-           "--cores", str(cores), "--keep-going", *targets]
-    done = subprocess.run(cmd, cwd=workdir) if search else subprocess.CompletedProcess(cmd, 0)
-    keep_searches(here / "tuning", kept / "tuning")
     check = load_choices(here / "tuning")
     unfinished = sorted(k for k in ref_choices if k not in check)
     table = compare({k: v for k, v in ref_choices.items() if k in check}, check)
     if confirm_seeds and not table.empty:
-        base = load_yaml(Path(study_file))
         try:
             table = confirm(table, base, config, ref_choices, check, list(confirm_seeds), here, cores)
         finally:
             copy_missing(here / "confirm", kept / "confirm", overwrite=True)
-        if not unfinished:
-            dropped = drop_unflagged_confirmations(kept / "confirm", table)
-            if dropped:
-                print(f"tuning check: confirmations of searches now within {THRESHOLD:.0%} deleted from "
-                      f"{kept / 'confirm'}: {', '.join(dropped)}", file=sys.stderr)
+        _drop_unflagged(kept / "confirm", table, unfinished, "confirmations")
+    if search_seeds and not table.empty:
+        flagged = [tuple(r) for r in table.loc[~table["within"], ["dataset", "backbone", "method"]].itertuples(index=False)
+                   if ref_choices[tuple(r)]["best_epoch"]]  # a training-free search has no seed to vary
+        values, seed_code = search_seed_values(Path(study_file), flagged, list(search_seeds), kept / "search-seeds",
+                                               workdir, cores, search)
+        code = code or seed_code
+        table = search_seed_spread(table, {k: [ref_choices[k]["value"], *v] for k, v in values.items()},
+                                   list(search_seeds))
+        for seed in search_seeds:
+            _drop_unflagged(kept / "search-seeds" / f"seed{seed}" / "tuning", table, unfinished, "search-seed runs")
     command = (f"specbench tuning-check --configfile {study_file} --reference {reference}"
-               + (f" --confirm-seeds {' '.join(map(str, confirm_seeds))}" if confirm_seeds else ""))
-    written = write_table(table, Path(reference) / "tuning-check", command, unfinished) if not table.empty else []
-    if done.returncode != 0:  # what finished is in the table; the rest resumes on a rerun
-        raise SpecbenchError(f"the check's searches failed (snakemake exit {done.returncode}); unfinished: "
+               + (f" --confirm-seeds {' '.join(map(str, confirm_seeds))}" if confirm_seeds else "")
+               + (f" --search-seeds {' '.join(map(str, search_seeds))}" if search_seeds else ""))
+    written = (write_table(table, Path(reference) / "tuning-check", command, unfinished, own_seed)
+               if not table.empty else [])
+    if code != 0:  # what finished is in the table; the rest resumes on a rerun
+        raise SpecbenchError(f"the check's searches failed (snakemake exit {code}); unfinished: "
                              f"{', '.join('/'.join(k) for k in unfinished) or 'none'}; rerun to resume them")
     if unfinished:
         raise SpecbenchError(f"{len(unfinished)} of the check's searches are not finished "
                              f"({', '.join('/'.join(k) for k in unfinished)}): the table has the others; "
                              "rerun without --table-only to finish them")
     return written
+
+
+def _drop_unflagged(folder: Path, table: pd.DataFrame, unfinished: list, what: str) -> None:
+    if unfinished:  # a search not yet in the table is not "no longer flagged"
+        return
+    dropped = drop_unflagged(folder, table)
+    if dropped:
+        print(f"tuning check: {what} of searches now within {THRESHOLD:.0%} deleted from {folder}: "
+              f"{', '.join(dropped)}", file=sys.stderr)

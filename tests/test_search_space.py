@@ -113,6 +113,29 @@ def test_the_check_table_says_whether_a_gain_needs_more_trials_or_more_epochs(tm
     assert no_curves["gain_within_study_epochs"].isna().all() and list(no_curves["cause"]) == ["unknown: no trials.json"]
 
 
+def test_the_search_seed_spread_is_the_mean_and_range_of_the_studys_budget(tmp_path):
+    """DirectAU-like: the study's own search (0.15) against the same budget under seeds 1 and 2 (0.19, 0.20):
+    mean 0.18, so a check at 0.1836 gains +22.4% over the study's draw and +2.0% over its budget's mean."""
+    import pandas as pd
+    from specbench.tuning_check import search_seed_spread, write_table
+    table = pd.DataFrame({"dataset": ["d", "d", "d"], "backbone": ["mf"] * 3, "method": ["A", "B", "C"],
+                          "metric": ["ndcg@20"] * 3, "trials": [8] * 3, "max_epochs": [40] * 3,
+                          "value": [0.15, 0.20, 0.30], "epoch": [5, 20, 20], "check_trials": [32] * 3,
+                          "check_max_epochs": [80] * 3, "check_value": [0.1836, 0.25, 0.301], "check_epoch": [20] * 3,
+                          "gain": [0.224, 0.25, 0.0033], "gain_within_study_epochs": [0.224, 0.25, 0.0033],
+                          "within": [False, False, True], "cause": ["trials", "trials", ""],
+                          "chosen": ["x"] * 3, "check_chosen": ["y"] * 3})
+    out = search_seed_spread(table, {("d", "mf", "A"): [0.15, 0.19, 0.20], ("d", "mf", "B"): [0.20, None, 0.21]},
+                             [1, 2])
+    a = out.iloc[0]
+    assert a["search_seed_mean"] == pytest.approx(0.18) and (a["search_seed_min"], a["search_seed_max"]) == (0.15, 0.20)
+    assert a["gain_over_search_seeds"] == pytest.approx(0.02) and a["search_seed_values"] == "0.1500 0.1900 0.2000"
+    assert out.iloc[1:]["gain_over_search_seeds"].isna().all()  # B: seed 1 unfinished; C: not flagged
+    md = write_table(out, tmp_path / "check", "cmd", own_seed=0)[1].read_text()
+    assert "under tuning seeds 1 2" in md and "over seeds 0 1 2" in md
+    assert "| 0.1500-0.2000 " in md and "| +2.0% " in md
+
+
 def test_a_rerun_search_that_adds_no_trial_leaves_the_kept_search_as_it_was(tmp_path):
     """The check copies its work folder's searches back beside the table; a search Snakemake reran with
     nothing left to run (its parameters changed) only reopened its journal and rewrote its worker summary:
@@ -149,7 +172,7 @@ def test_confirmations_of_searches_no_longer_flagged_are_deleted(tmp_path):
     """LightGCN-BPR's check search gained +4.5% under one sampler and +2.9% after the sampler changed:
     the six retrainings of the old search back no number and go; a flagged search's stay."""
     import pandas as pd
-    from specbench.tuning_check import drop_unflagged_confirmations
+    from specbench.tuning_check import drop_unflagged
     folder = tmp_path / "confirm"
     for key in ("ml100k/lightgcn/BPR", "ml100k/mf/DirectAU"):
         for name in ("study-seed1.json", "check-seed1.json"):
@@ -157,16 +180,17 @@ def test_confirmations_of_searches_no_longer_flagged_are_deleted(tmp_path):
             (folder / key / name).write_text("{}")
     table = pd.DataFrame({"dataset": ["ml100k", "ml100k", "ml100k"], "backbone": ["lightgcn", "mf", "mf"],
                           "method": ["BPR", "DirectAU", "SSM"], "within": [True, False, True]})
-    assert drop_unflagged_confirmations(folder, table) == ["ml100k/lightgcn/BPR"]
+    assert drop_unflagged(folder, table) == ["ml100k/lightgcn/BPR"]
     assert not (folder / "ml100k" / "lightgcn" / "BPR").exists()
     assert sorted(p.name for p in (folder / "ml100k" / "mf" / "DirectAU").iterdir()) == ["check-seed1.json",
                                                                                           "study-seed1.json"]
-    assert drop_unflagged_confirmations(tmp_path / "absent", table) == []
+    assert drop_unflagged(tmp_path / "absent", table) == []
 
 
 def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_path, ml100k_small, monkeypatch):
     """End to end on a 150-user subsample: a one-method study's search, then the check (2x trials,
     2x epochs) under Snakemake in its own study folder, and the table beside the reference choices."""
+    import pandas as pd
     data = tmp_path / "data"
     shutil.copytree(ml100k_small, data)
     study = {"study": "tiny", "datasets": ["ml100k_small"], "backbones": ["mf"], "methods": ["BPR"], "seeds": [0],
@@ -231,3 +255,25 @@ def test_the_tuning_check_runs_larger_searches_and_writes_the_gain_table(tmp_pat
     other = json.loads((kept / "chosen.json").read_text())
     assert other["protocol"]["max_epochs"] == 12 and other["study_name"] != check["study_name"]
     assert [t["trial"] for t in other["trials"]] == [0, 1, 2, 3]
+
+    # search seeds: with every search flagged (a threshold below any gain), the study's own search runs again
+    # at its budget under seed 1 (other draws, trained with another seed), kept beside the table
+    from specbench import tuning_check
+    ref_dir = tmp_path / "results" / "tiny"
+    with pytest.raises(SpecbenchError, match="0 is the study's own tuning.seed"):
+        run_check(path, ref_dir, cores=1, search_seeds=[0, 1], workdir=tmp_path)
+    monkeypatch.setattr(tuning_check, "THRESHOLD", -1.0)
+    run_check(path, ref_dir, cores=1, trials_factor=2, epochs_factor=3, workdir=tmp_path, search_seeds=[1])
+    own = json.loads((ref_dir / "tuning" / "ml100k_small" / "mf" / "BPR" / "chosen.json").read_text())
+    seeded = json.loads((tmp_path / "results" / "tiny-search-seed1" / "tuning" / "ml100k_small" / "mf" / "BPR" /
+                         "chosen.json").read_text())
+    assert seeded["protocol"]["seed"] == 1 and seeded["protocol"]["max_epochs"] == own["protocol"]["max_epochs"]
+    assert len(seeded["trials"]) == len(own["trials"]) == 2 and seeded["study_name"] != own["study_name"]
+    assert [t["params"] for t in seeded["trials"]] != [t["params"] for t in own["trials"]]
+    row = pd.read_csv(ref_dir / "tuning-check.csv").iloc[0]
+    mean = (own["value"] + seeded["value"]) / 2
+    assert row["search_seed_mean"] == pytest.approx(mean) and row["search_seeds"] == 1
+    assert row["gain_over_search_seeds"] == pytest.approx((other["value"] - mean) / mean)
+    assert json.loads((ref_dir / "tuning-check" / "search-seeds" / "seed1" / "tuning" / "ml100k_small" / "mf" / "BPR" /
+                       "chosen.json").read_text()) == seeded
+    assert "--search-seeds 1" in (ref_dir / "tuning-check.md").read_text()
