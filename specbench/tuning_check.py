@@ -138,6 +138,13 @@ def confirm_task(config: dict, key: tuple, params: dict, seed: int, metric: str,
     return got
 
 
+def trained_flagged(table: pd.DataFrame, ref_choices: dict) -> list[tuple]:
+    """The searches ``table`` flags (a gain of ``THRESHOLD`` or more) whose study choice was trained: a
+    training-free search (best epoch 0) has no training or search seed to vary."""
+    return [tuple(r) for r in table.loc[~table["within"], ["dataset", "backbone", "method"]].itertuples(index=False)
+            if ref_choices[tuple(r)]["best_epoch"]]
+
+
 def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, check_choices: dict,
             seeds: list[int], folder: Path, cores: int = 1) -> pd.DataFrame:
     """Is a gain over ``THRESHOLD`` real or the luck of the larger search? For each such search, retrain the
@@ -146,8 +153,7 @@ def confirm(table: pd.DataFrame, config: dict, check: dict, ref_choices: dict, c
     their best validation values (the statistic a trial reports): ``confirmed_gain``. Searches within the
     threshold, and training-free ones (no seed), are not retrained."""
     from concurrent.futures import ProcessPoolExecutor
-    flagged = [tuple(r) for r in table.loc[~table["within"], ["dataset", "backbone", "method"]].itertuples(index=False)
-               if ref_choices[tuple(r)]["best_epoch"]]
+    flagged = trained_flagged(table, ref_choices)
     sides = [(key, side, cfg, chosen) for key in flagged
              for side, cfg, chosen in (("study", config, ref_choices), ("check", check, check_choices))]
     tasks = [(cfg, key, chosen[key]["params"], seed, chosen[key]["metric"],
@@ -372,16 +378,16 @@ def run_searches(config: dict, keys: list[tuple] | None, kept: Path, workdir: Pa
     return here, done.returncode
 
 
-def search_seed_values(study_file: Path, keys: list[tuple], seeds: list[int], kept: Path, workdir: Path,
-                       cores: int, search: bool = True) -> tuple[dict[tuple, list], int]:
-    """The study's searches ``keys`` run again under each of ``seeds`` (``seed_config``: the same budget, another
-    sampler and training seed), kept in ``kept``/seed<s>/ and resumed from there. Returns {key: [best validation
-    value under each seed, None where that search has not finished]} and the worst Snakemake exit code."""
-    from specbench.schemas import load_yaml
+def search_seed_values(base: dict, study_file: Path, keys: list[tuple], seeds: list[int], kept: Path,
+                       workdir: Path, cores: int, search: bool = True) -> tuple[dict[tuple, list], int]:
+    """The searches ``keys`` of the study ``base`` (read from ``study_file``) run again under each of ``seeds``
+    (``seed_config``: the same budget, another sampler and training seed), kept in ``kept``/seed<s>/ and resumed
+    from there. Returns {key: [best validation value under each seed, None where that search has not
+    finished]} and the worst Snakemake exit code."""
     values: dict[tuple, list] = {key: [] for key in keys}
     worst = 0
     for seed in seeds:
-        config = seed_config(load_yaml(Path(study_file)), seed)
+        config = seed_config(base, seed)
         here, code = run_searches(config, keys, Path(kept) / f"seed{seed}" / "tuning", workdir, cores, search,
                                   "search-seed-study.yaml", f"{study_file} (tuning check, search seed {seed})")
         worst = worst or code
@@ -425,10 +431,8 @@ def run_check(study_file: Path, reference: Path, cores: int, trials_factor: int 
             copy_missing(here / "confirm", kept / "confirm", overwrite=True)
         _drop_unflagged(kept / "confirm", table, unfinished, "confirmations")
     if search_seeds and not table.empty:
-        flagged = [tuple(r) for r in table.loc[~table["within"], ["dataset", "backbone", "method"]].itertuples(index=False)
-                   if ref_choices[tuple(r)]["best_epoch"]]  # a training-free search has no seed to vary
-        values, seed_code = search_seed_values(Path(study_file), flagged, list(search_seeds), kept / "search-seeds",
-                                               workdir, cores, search)
+        values, seed_code = search_seed_values(base, Path(study_file), trained_flagged(table, ref_choices),
+                                               list(search_seeds), kept / "search-seeds", workdir, cores, search)
         code = code or seed_code
         table = search_seed_spread(table, {k: [ref_choices[k]["value"], *v] for k, v in values.items()},
                                    list(search_seeds))

@@ -7,8 +7,8 @@ split and tested, as `make reproduce` does for seed 0 (training seed 0, the chos
     snakemake --configfile results/quick-search-seed<k>/search-seed-study.yaml --cores 2 \
         results/quick-search-seed<k>/runs/ml100k/<backbone>/<method>/0.json
 (the study file is the one `specbench tuning-check` writes there), and the run records copied to
-search-seed-runs/seed<k>/. Search seed 0 is the quick study itself (../tuning, ../runs). Run from the
-repository root:
+search-seed-runs/seed<k>/. Search seed 0 is the quick study itself (../tuning, ../runs). The table goes to
+search-seeds.md and into ../NOTE.md (then `specbench readme` for the README). Run from the repository root:
     .venv/bin/python results/reference/quick-cpu/search-budget/search_seeds.py
 """
 import json
@@ -48,7 +48,19 @@ def main() -> None:
         lines.append(f"| {backbone} | {method} | {' / '.join(f'{v:.4f}' for v in valid)} | {big:.4f} | "
                      f"{' / '.join(f'{t:.3f}' for t in test)} | {mean(test):.3f} | {min(test):.3f}-{max(test):.3f} |")
     (HERE / "search-seeds.md").write_text("\n".join(lines) + "\n")
+    note_table(REF / "NOTE.md", lines)
     print("\n".join(lines))
+
+
+def note_table(note: Path, lines: list[str]) -> None:
+    """Replace the table in the study's NOTE.md (which `specbench readme` puts in the README) that starts with
+    this table's header row, so that its figures are generated, not typed."""
+    text = note.read_text().split("\n")
+    start = text.index(lines[0])
+    end = start
+    while end < len(text) and text[end].startswith("|"):
+        end += 1
+    note.write_text("\n".join(text[:start] + lines + text[end:]))
 
 
 if __name__ == "__main__":
